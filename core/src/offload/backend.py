@@ -1,0 +1,135 @@
+"""The contract a backend implements, and the registry the core keeps of them.
+
+A backend is a class with a ``name``, a ``config_type`` (an attrs class for its section
+of the system config, ``command_executor.<name>``) and six methods. The core makes one
+instance per run and drives it; a plugin registers the class through
+``offload_register_backends(register)``.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+
+from offload.models import Handle, Health, Problem, Result, Status, TaskRequest
+
+
+@attrs.frozen
+class NoConfig:
+    """The config of a backend that takes none (an empty section)."""
+
+
+@attrs.frozen
+class BackendContext:
+    """What the core hands a backend besides its config.
+
+    ``hook`` is the plugin manager's hook relay, so a backend can call other hooks
+    (the Docker backend calls ``offload_dockerfile`` and ``offload_build_image``).
+    """
+
+    hook: Any = None
+
+
+class Backend(abc.ABC):
+    """Base class of every backend.
+
+    Subclasses set ``name`` and, if they take settings, ``config_type``. Methods that
+    block must return promptly: ``submit`` starts the task and returns; ``poll`` looks.
+    """
+
+    name: ClassVar[str]
+    config_type: ClassVar[type] = NoConfig
+    #: One line telling a user how to get this backend, shown by ``offload explain``.
+    install_hint: ClassVar[str] = ""
+
+    def __init__(self, config: Any = None, context: BackendContext | None = None) -> None:
+        self.config = config if config is not None else self.config_type()
+        self.context = context or BackendContext()
+
+    @classmethod
+    def parse_config(cls, data: Mapping[str, Any], where: str) -> tuple[Any, list[Problem]]:
+        """Turn this backend's section of the system config into ``config_type``.
+
+        The default structures ``data`` with the core's strict converter and reports
+        every problem with its key path under ``where``. Override it when the section
+        has a shape an attrs class cannot express (Digdag's ``ecs.<name>.*`` keys).
+        """
+        from offload.config import structure_strict
+
+        return structure_strict(cls.config_type, data, where)
+
+    def usable(self, task: TaskRequest) -> list[Problem]:
+        """Problems that keep this backend from running ``task``; empty means usable.
+
+        Return non-fatal problems for "not configured for this task" (selection then
+        tries the next backend) and fatal ones for a configuration that is wrong.
+        """
+        return []
+
+    @abc.abstractmethod
+    def submit(self, request: TaskRequest) -> Handle:
+        """Start ``request`` and return its handle without waiting for it to finish."""
+
+    @abc.abstractmethod
+    def poll(self, handles: Sequence[Handle]) -> list[Status]:
+        """The status of each handle, in the same order, with log lines new since last time."""
+
+    @abc.abstractmethod
+    def collect(self, handle: Handle) -> Result:
+        """The result of a finished task. Output files are in ``handle.io_path`` afterwards.
+
+        The core reads ``output.json`` from there, so a backend need only set the state,
+        exit code, error and timings. Resources kept for the task may be released here.
+        """
+
+    @abc.abstractmethod
+    def cancel(self, handle: Handle, grace: float = 10.0) -> None:
+        """Stop the task: ask it to stop, and kill it after ``grace`` seconds."""
+
+    def wait(self, handles: Sequence[Handle], timeout: float) -> None:
+        """Block up to ``timeout`` seconds, or less when one of ``handles`` may have changed.
+
+        The poll loop calls it between polls. The default sleeps; a backend that can be
+        woken by its tasks (the local one watches process exits) returns early.
+        """
+        time.sleep(timeout)
+
+    def check(self) -> Health:
+        """Whether this backend can run tasks here, with what was found."""
+        return Health(ok=True, summary=f"{self.name}: ready")
+
+    def close(self) -> None:  # noqa: B027 - optional hook for subclasses
+        """Release clients and connections; called once at the end of a run."""
+
+
+class BackendRegistry:
+    """The backend classes registered by plugins, by name."""
+
+    def __init__(self) -> None:
+        self._classes: dict[str, type[Backend]] = {}
+        self._origin: dict[str, str] = {}
+
+    def register(self, cls: type[Backend], origin: str = "") -> None:
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"backend class {cls!r} has no name")
+        if name in self._classes and self._classes[name] is not cls:
+            raise ValueError(f"backend {name!r} registered twice ({self._origin[name]} and {origin})")
+        self._classes[name] = cls
+        self._origin[name] = origin
+
+    def get(self, name: str) -> type[Backend] | None:
+        return self._classes.get(name)
+
+    def origin(self, name: str) -> str:
+        return self._origin.get(name, "")
+
+    def names(self) -> list[str]:
+        return sorted(self._classes)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._classes

@@ -1,0 +1,43 @@
+"""The default Dockerfile for an image spec, and the content-addressed tag of a spec."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from offload.models import ImageSpec
+
+TAG_REPOSITORY = "offload-image"
+
+
+def default_dockerfile(spec: ImageSpec) -> str:
+    """``FROM <image>`` and one ``RUN`` per build line; nothing is copied in.
+
+    Copying the project would invalidate the build cache on every change, so (as in
+    Digdag) the project is mounted or shipped at run time instead.
+    """
+    lines = [f"FROM {spec.image}"]
+    for step in spec.build:
+        # A build line spanning several lines is one shell command: keep it one RUN.
+        command = " \\\n    ".join(part.rstrip() for part in step.strip().splitlines())
+        lines.append(f"RUN {command}")
+    return "\n".join(lines) + "\n"
+
+
+def spec_digest(spec: ImageSpec) -> str:
+    """A stable hash of everything that changes the built image."""
+    payload = json.dumps(
+        {"image": spec.image, "build": list(spec.build), "build_options": list(spec.build_options)},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def image_tag(spec: ImageSpec) -> str:
+    """The tag a built image gets: ``offload-image:<first 16 hex digits of the spec hash>``.
+
+    Specs that differ in anything that changes the image get different tags, so an
+    image with the tag present is never rebuilt.
+    """
+    return f"{TAG_REPOSITORY}:{spec_digest(spec)[:16]}"

@@ -1,0 +1,210 @@
+"""The local backend: each task runs detached on this machine.
+
+A task is started as ``/bin/sh`` wrapper in a new session (so its own process group),
+which runs the command with stdout and stderr appended to a log file in the io
+directory and then writes the exit code next to it. Nothing of the task lives in the
+driver: a new driver finds the log, the exit code or the still running process group
+from the handle alone. The wrapper is a shell, not Python, so that a task costs one
+fork and one exec more than ``subprocess.run`` (see ``bench/local_overhead.py``).
+
+Timeout and cancel are enforced by whoever polls: the process group gets SIGTERM,
+then SIGKILL once the grace period is over, and a marker file says why it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import attrs
+
+from offload import Backend, BackendError, Handle, Health, Result, Status, TaskRequest, TaskState
+from offload_local import files
+
+#: Runs "$@" with output appended to the log, then records the exit code atomically.
+WRAPPER = 'log=$1; code_file=$2; shift 2; "$@" >>"$log" 2>&1 </dev/null; c=$?; printf "%s" "$c" >"$code_file.tmp" && mv "$code_file.tmp" "$code_file"'
+
+KILL_AFTER = 5.0  # seconds between SIGTERM and SIGKILL on timeout
+
+
+@attrs.frozen
+class LocalConfig:
+    """``command_executor.local``: the shell that wraps each task."""
+
+    shell: str = "/bin/sh"
+
+
+def _process_start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (Linux), to tell a reused pid from ours."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _group_alive(pgid: int, start_time: str | None) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if start_time is not None:
+        now = _process_start_time(pgid)
+        if now is not None and now != start_time:
+            return False
+    return True
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class LocalBackend(Backend):
+    """Runs tasks as detached process groups on this machine; needs no configuration."""
+
+    name: ClassVar[str] = "local"
+    config_type: ClassVar[type] = LocalConfig
+    install_hint: ClassVar[str] = "pip install offload-local"
+
+    def __init__(self, config: Any = None, context: Any = None) -> None:
+        super().__init__(config, context)
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def submit(self, request: TaskRequest) -> Handle:
+        io_path = request.io_path
+        os.makedirs(io_path, exist_ok=True)
+        for stale in (files.EXIT, files.CANCEL, files.TIMEOUT, files.LOG):
+            files.remove(io_path, stale)
+        env = {**os.environ, **request.env}
+        argv = [self.config.shell, "-c", WRAPPER, "offload-local", files.path(io_path, files.LOG), files.path(io_path, files.EXIT), *request.argv]
+        started = time.time()
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=request.work_path,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as e:
+            raise BackendError(f"task {request.task_id}: cannot start {argv[0]!r} in {request.work_path}: {e.strerror or e}") from None
+        self._children[proc.pid] = proc
+        state = {
+            "pgid": proc.pid,
+            "start_time": _process_start_time(proc.pid),
+            "started_at": started,
+            "log_offset": 0,
+            "timeout": request.timeout,
+        }
+        return Handle(backend=self.name, task_id=request.task_id, io_path=io_path, state=state)
+
+    def poll(self, handles: Sequence[Handle]) -> list[Status]:
+        return [self._poll_one(handle) for handle in handles]
+
+    def _poll_one(self, handle: Handle) -> Status:
+        io_path = handle.io_path
+        pgid = int(handle.state["pgid"])
+        self._reap(pgid)
+        code = files.read_exit_code(io_path)
+        alive = code is None and _group_alive(pgid, handle.state.get("start_time"))
+        finished = code is not None or not alive
+        lines, offset = files.read_new_lines(io_path, int(handle.state.get("log_offset", 0)), final=finished)
+        new_handle = handle.with_state(log_offset=offset) if offset != handle.state.get("log_offset") else None
+        if not finished:
+            self._enforce_limits(handle)
+            return Status(TaskState.RUNNING, logs=lines, handle=new_handle)
+        state, reason = self._outcome(io_path, code)
+        return Status(state, exit_code=code, reason=reason, logs=lines, handle=new_handle)
+
+    def _outcome(self, io_path: str, code: int | None) -> tuple[TaskState, str | None]:
+        if files.exists(io_path, files.CANCEL):
+            return TaskState.CANCELLED, "cancelled"
+        if files.exists(io_path, files.TIMEOUT):
+            limit = files.read_text(io_path, files.TIMEOUT)
+            return TaskState.FAILED, f"timed out after {limit} s"
+        if code is None:
+            return TaskState.LOST, "the task's process group ended without recording an exit code"
+        if code == 0:
+            return TaskState.SUCCEEDED, None
+        return TaskState.FAILED, f"exit code {code}"
+
+    def _enforce_limits(self, handle: Handle) -> None:
+        """Stop a task past its timeout; escalate a stop to SIGKILL after the grace period."""
+        io_path = handle.io_path
+        pgid = int(handle.state["pgid"])
+        timeout = handle.state.get("timeout")
+        now = time.time()
+        if timeout is not None and not files.exists(io_path, files.TIMEOUT) and not files.exists(io_path, files.CANCEL):
+            if now - float(handle.state["started_at"]) > float(timeout):
+                files.write_text(io_path, files.TIMEOUT, f"{float(timeout):g}", deadline=now + KILL_AFTER)
+                _signal_group(pgid, signal.SIGTERM)
+        for marker in (files.CANCEL, files.TIMEOUT):
+            deadline = files.deadline(io_path, marker)
+            if deadline is not None and now >= deadline:
+                _signal_group(pgid, signal.SIGKILL)
+
+    def _reap(self, pgid: int) -> None:
+        proc = self._children.get(pgid)
+        if proc is not None and proc.poll() is not None:
+            del self._children[pgid]
+
+    def wait(self, handles: Sequence[Handle], timeout: float) -> None:
+        """Sleep up to ``timeout``, waking as soon as one of the tasks' wrappers exits."""
+        fds = []
+        try:
+            for handle in handles:
+                try:
+                    fds.append(os.pidfd_open(int(handle.state["pgid"])))
+                except (OSError, AttributeError):
+                    continue
+            if fds:
+                select.select(fds, [], [], timeout)
+            else:
+                time.sleep(timeout)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def collect(self, handle: Handle) -> Result:
+        (status,) = self.poll([handle])
+        if not status.state.finished:
+            raise BackendError(f"task {handle.task_id} is still running; collect it when it has finished")
+        error = None if status.state is TaskState.SUCCEEDED else status.reason
+        return Result(
+            state=status.state,
+            exit_code=status.exit_code,
+            error=error,
+            started_at=float(handle.state["started_at"]),
+            finished_at=files.finished_at(handle.io_path),
+        )
+
+    def cancel(self, handle: Handle, grace: float = 10.0) -> None:
+        pgid = int(handle.state["pgid"])
+        if files.read_exit_code(handle.io_path) is not None:
+            return
+        files.write_text(handle.io_path, files.CANCEL, "cancelled", deadline=time.time() + grace)
+        _signal_group(pgid, signal.SIGTERM)
+        if grace <= 0:
+            _signal_group(pgid, signal.SIGKILL)
+
+    def check(self) -> Health:
+        if not os.access(self.config.shell, os.X_OK):
+            return Health(ok=False, summary=f"local: {self.config.shell} is not executable")
+        return Health(ok=True, summary="local: ready", details=(f"shell {self.config.shell}", f"{os.cpu_count()} CPUs"))
+
+    def close(self) -> None:
+        for proc in list(self._children.values()):
+            proc.poll()
+        self._children.clear()

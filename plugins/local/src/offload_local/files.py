@@ -1,0 +1,94 @@
+"""The files a local task keeps in its io directory: log, exit code and stop markers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+
+LOG = "offload-local.log"
+EXIT = "offload-local.exit"
+CANCEL = "offload-local.cancel"
+TIMEOUT = "offload-local.timeout"
+
+#: Read at most this much log per poll, so one chatty task cannot stall the loop.
+MAX_READ = 1 << 20
+
+
+def path(io_path: str, name: str) -> str:
+    return os.path.join(io_path, name)
+
+
+def exists(io_path: str, name: str) -> bool:
+    return os.path.exists(path(io_path, name))
+
+
+def remove(io_path: str, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path(io_path, name))
+
+
+def read_exit_code(io_path: str) -> int | None:
+    try:
+        with open(path(io_path, EXIT), encoding="ascii") as f:
+            return int(f.read().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def finished_at(io_path: str) -> float:
+    for name in (EXIT, CANCEL, TIMEOUT):
+        try:
+            return os.stat(path(io_path, name)).st_mtime
+        except FileNotFoundError:
+            continue
+    return time.time()
+
+
+def write_text(io_path: str, name: str, text: str, deadline: float | None = None) -> None:
+    """Write a marker atomically; ``deadline`` is when the group gets SIGKILL."""
+    tmp = path(io_path, name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"text": text, "deadline": deadline}, f)
+    os.replace(tmp, path(io_path, name))
+
+
+def _read_marker(io_path: str, name: str) -> dict[str, object]:
+    try:
+        with open(path(io_path, name), encoding="utf-8") as f:
+            data = json.load(f)
+    except (FileNotFoundError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_text(io_path: str, name: str) -> str:
+    return str(_read_marker(io_path, name).get("text", ""))
+
+
+def deadline(io_path: str, name: str) -> float | None:
+    value = _read_marker(io_path, name).get("deadline")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def read_new_lines(io_path: str, offset: int, final: bool) -> tuple[tuple[str, ...], int]:
+    """Complete log lines written since ``offset``, and the offset after them.
+
+    A line still being written is left for the next poll unless ``final``.
+    """
+    try:
+        with open(path(io_path, LOG), "rb") as f:
+            f.seek(offset)
+            data = f.read(MAX_READ)
+    except FileNotFoundError:
+        return (), offset
+    if not data:
+        return (), offset
+    if not final or len(data) == MAX_READ:
+        end = data.rfind(b"\n")
+        if end < 0:
+            return (), offset
+        data = data[: end + 1]
+    text = data.decode("utf-8", errors="replace")
+    return tuple(text.splitlines()), offset + len(data)

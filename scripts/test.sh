@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The README's test command: installs everything the tests need on a fresh machine
+# (Python and pip are enough to start), then runs the whole suite, linters included.
+#   bash scripts/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+venv=${OFFLOAD_VENV:-$root/.venv}
+
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+py="$venv/bin/python"
+# Every distribution of the workspace, editable, plus what the tests use.
+dists=(-e core -e plugins/local)
+for d in plugins/docker plugins/ecs; do
+  [ -f "$d/pyproject.toml" ] && dists+=(-e "$d")
+done
+"$py" -m pip install --quiet --disable-pip-version-check "${dists[@]}" -r requirements-test.txt
+
+# The Docker Engine and the offline base image, when the Docker backend is in the tree.
+if [ -f scripts/setup_docker.sh ]; then
+  bash scripts/setup_docker.sh
+  trap 'bash scripts/stop_docker.sh || true' EXIT
+fi
+
+echo "== ruff"; "$venv/bin/ruff" check .
+echo "== mypy"; "$venv/bin/mypy"
+echo "== pytest"
+set +e
+"$py" -m pytest "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: that is a failure" >&2
+  exit 1
+fi
+exit "$status"
