@@ -98,6 +98,22 @@ class Backend(abc.ABC):
         """
         time.sleep(timeout)
 
+    def adopt(self, request: TaskRequest) -> Handle | None:
+        """The handle of a task already started for ``request``, if there is one.
+
+        Called on resume for a task whose submission was interrupted before its handle
+        was journaled, so that it is not run twice. The default finds nothing.
+        """
+        return None
+
+    def collect_garbage(self, tracked: Sequence[Handle], dry_run: bool = False) -> list[str]:
+        """Remove what offload left behind on this backend that no journal tracks.
+
+        :param tracked: handles of tasks some journal still tracks; keep those.
+        :return: one line per thing removed (or that would be, with ``dry_run``).
+        """
+        return []
+
     def check(self) -> Health:
         """Whether this backend can run tasks here, with what was found."""
         return Health(ok=True, summary=f"{self.name}: ready")

@@ -27,7 +27,11 @@ from offload import Backend, BackendError, Handle, Health, Result, Status, TaskR
 from offload_local import files
 
 #: Runs "$@" with output appended to the log, then records the exit code atomically.
-WRAPPER = 'log=$1; code_file=$2; shift 2; "$@" >>"$log" 2>&1 </dev/null; c=$?; printf "%s" "$c" >"$code_file.tmp" && mv "$code_file.tmp" "$code_file"'
+WRAPPER = (
+    'log=$1; code_file=$2; printf "%s" $$ >"$3"; shift 3; '
+    '"$@" >>"$log" 2>&1 </dev/null; c=$?; '
+    'printf "%s" "$c" >"$code_file.tmp" && mv "$code_file.tmp" "$code_file"'
+)
 
 KILL_AFTER = 5.0  # seconds between SIGTERM and SIGKILL on timeout
 
@@ -83,10 +87,11 @@ class LocalBackend(Backend):
     def submit(self, request: TaskRequest) -> Handle:
         io_path = request.io_path
         os.makedirs(io_path, exist_ok=True)
-        for stale in (files.EXIT, files.CANCEL, files.TIMEOUT, files.LOG):
+        for stale in (files.EXIT, files.CANCEL, files.TIMEOUT, files.LOG, files.PID):
             files.remove(io_path, stale)
         env = {**os.environ, **request.env}
-        argv = [self.config.shell, "-c", WRAPPER, "offload-local", files.path(io_path, files.LOG), files.path(io_path, files.EXIT), *request.argv]
+        paths = [files.path(io_path, name) for name in (files.LOG, files.EXIT, files.PID)]
+        argv = [self.config.shell, "-c", WRAPPER, "offload-local", *paths, *request.argv]
         started = time.time()
         try:
             proc = subprocess.Popen(
@@ -101,14 +106,24 @@ class LocalBackend(Backend):
         except OSError as e:
             raise BackendError(f"task {request.task_id}: cannot start {argv[0]!r} in {request.work_path}: {e.strerror or e}") from None
         self._children[proc.pid] = proc
+        return self._handle(request, proc.pid, started)
+
+    def _handle(self, request: TaskRequest, pgid: int, started: float) -> Handle:
         state = {
-            "pgid": proc.pid,
-            "start_time": _process_start_time(proc.pid),
+            "pgid": pgid,
+            "start_time": _process_start_time(pgid),
             "started_at": started,
             "log_offset": 0,
             "timeout": request.timeout,
         }
-        return Handle(backend=self.name, task_id=request.task_id, io_path=io_path, state=state)
+        return Handle(backend=self.name, task_id=request.task_id, io_path=request.io_path, state=state)
+
+    def adopt(self, request: TaskRequest) -> Handle | None:
+        """The task's wrapper writes its pid first thing: if it is there, the task started."""
+        pid = files.read_pid(request.io_path)
+        if pid is None:
+            return None
+        return self._handle(request, pid, files.started_at(request.io_path))
 
     def poll(self, handles: Sequence[Handle]) -> list[Status]:
         return [self._poll_one(handle) for handle in handles]

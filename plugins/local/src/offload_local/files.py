@@ -11,6 +11,7 @@ LOG = "offload-local.log"
 EXIT = "offload-local.exit"
 CANCEL = "offload-local.cancel"
 TIMEOUT = "offload-local.timeout"
+PID = "offload-local.pid"
 
 #: Read at most this much log per poll, so one chatty task cannot stall the loop.
 MAX_READ = 1 << 20
@@ -35,6 +36,21 @@ def read_exit_code(io_path: str) -> int | None:
             return int(f.read().strip())
     except (FileNotFoundError, ValueError):
         return None
+
+
+def read_pid(io_path: str) -> int | None:
+    try:
+        with open(path(io_path, PID), encoding="ascii") as f:
+            return int(f.read().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def started_at(io_path: str) -> float:
+    try:
+        return os.stat(path(io_path, PID)).st_mtime
+    except FileNotFoundError:
+        return time.time()
 
 
 def finished_at(io_path: str) -> float:

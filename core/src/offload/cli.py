@@ -1,0 +1,230 @@
+"""The ``offload`` command.
+
+Exit status: 0 success, 1 a task failed (or a backend is unhealthy), 2 a usage or
+config error (nothing launched), 130 interrupted. Imports are deferred so that
+``offload --version`` costs little more than starting Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from offload.selection import BackendSet
+
+from offload import __version__ as VERSION
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="offload", description="Run workflow tasks locally, in Docker or on AWS ECS, chosen by configuration.")
+    parser.add_argument("--version", action="version", version=f"offload {VERSION}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def config_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-c",
+            "--config",
+            metavar="FILE",
+            help="system config (offload.yml or Digdag .properties); default $OFFLOAD_CONFIG, else offload.yml beside the workflow",
+        )
+
+    run = sub.add_parser("run", help="run a workflow file (resumes an interrupted or failed run)")
+    run.add_argument("workflow", metavar="FLOW", help="the .dig workflow file")
+    config_option(run)
+    run.add_argument("--rerun", action="store_true", help="start a new run instead of resuming the last unfinished one")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="set a param (repeatable)")
+    run.add_argument("--session-time", metavar="ISO8601", help="the session time (default: now)")
+
+    explain = sub.add_parser("explain", help="show, per task, the backend chosen and why the others were skipped")
+    explain.add_argument("workflow", metavar="FLOW")
+    config_option(explain)
+    explain.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+
+    check = sub.add_parser("check", help="check the health of the installed backends")
+    check.add_argument("backend", nargs="?", help="only this backend")
+    config_option(check)
+
+    sub.add_parser("plugins", help="list installed plugins, their distributions, versions and hooks")
+
+    gc = sub.add_parser("gc", help="remove what offload left behind (containers, ...) that no journal tracks")
+    gc.add_argument("project", nargs="?", default=".", help="the project whose journal tracks tasks (default: .)")
+    gc.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    config_option(gc)
+    return parser
+
+
+def _params(pairs: Sequence[str]) -> dict[str, Any]:
+    from offload.errors import UsageError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"-p {pair!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _executor(config_path: str | None, workflow_path: str | None) -> Any:
+    from offload.api import Executor
+    from offload.config import load_system_config
+
+    executor = Executor(load_system_config(config_path, workflow_path))
+    for error in executor.pm.load_errors:
+        print(f"offload: warning: {error}", file=sys.stderr)
+    return executor
+
+
+def _session(workflow: Any, params: dict[str, Any], session_time: str | None, session_id: str) -> dict[str, Any]:
+    import datetime as dt
+
+    from offload.errors import UsageError
+    from offload.params import session_params
+
+    if session_time:
+        try:
+            when = dt.datetime.fromisoformat(session_time)
+        except ValueError:
+            raise UsageError(f"--session-time {session_time!r}: expected an ISO 8601 time such as 2026-01-31T00:00:00+00:00") from None
+    else:
+        when = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    return {**session_params(session_id, when, workflow.timezone, workflow.project_dir), **params}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from offload.journal import Journal
+    from offload.plan import check_workflow
+    from offload.report import Console, summary_table
+    from offload.runner import CANCELLED, SUCCEEDED, Run
+    from offload.workflow import load_workflow
+
+    workflow = load_workflow(args.workflow)
+    params = _params(args.param)
+    executor = _executor(args.config, args.workflow)
+    journal = Journal(workflow.project_dir)
+    try:
+        previous = None if args.rerun else journal.latest_run(workflow.path)
+        resume = previous is not None and previous.state != SUCCEEDED
+        session_time = previous.session_time if resume and previous else args.session_time
+        session = _session(workflow, params, session_time, previous.run_id if resume and previous else "new")
+        check_workflow(workflow, executor.backends, session)
+        if resume and previous is not None:
+            run_id = previous.run_id
+            journal.reopen_run(run_id)
+        else:
+            run_id = journal.start_run(workflow.path, session["session_time"]).run_id
+        session["session_id"] = run_id
+        console = Console()
+        console.event("run", f"{'resuming' if resume else 'starting'} run {run_id} of {workflow.name}")
+        run = Run(workflow, executor, journal, run_id, session, console.log, console.event)
+        state = run.execute()
+        journal.finish_run(run_id, state)
+        print(summary_table(run.root), flush=True)
+        console.event("run", f"{state}: run {run_id}")
+        if state == CANCELLED:
+            return 130
+        return 0 if state == SUCCEEDED else 1
+    finally:
+        journal.close()
+        executor.close()
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from offload.plan import explain_lines
+    from offload.workflow import load_workflow
+
+    workflow = load_workflow(args.workflow)
+    executor = _executor(args.config, args.workflow)
+    session = _session(workflow, _params(args.param), None, "explain")
+    for line in explain_lines(workflow, executor.backends, session):
+        print(line)
+    return 0
+
+
+def _backend_set(config_path: str | None) -> BackendSet:
+    executor = _executor(config_path, None)
+    backends: BackendSet = executor.backends
+    return backends
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from offload.errors import UsageError
+    from offload.selection import install_hint
+
+    backends = _backend_set(args.config)
+    names = backends.pm.backends.names()
+    if args.backend:
+        if args.backend not in names:
+            raise UsageError(f"backend {args.backend!r} is {install_hint(args.backend)}; installed: {', '.join(names) or 'none'}")
+        names = [args.backend]
+    healthy = True
+    for name in names:
+        health = backends.get(name).check()
+        healthy = healthy and health.ok
+        print(f"{'ok  ' if health.ok else 'FAIL'} {health.summary}")
+        for detail in health.details:
+            print(f"     {detail}")
+    return 0 if healthy else 1
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from offload.plugins import make_plugin_manager
+
+    pm = make_plugin_manager()
+    for info in pm.plugin_infos():
+        dist = f"{info.distribution} {info.version}" if info.distribution else "(not from a distribution)"
+        print(f"{info.name}: {dist}")
+        if info.backends:
+            print(f"    backends: {', '.join(info.backends)}")
+        print(f"    hooks: {', '.join(info.hooks) or '-'}")
+    for error in pm.load_errors:
+        print(f"{error.name}: FAILED to load ({error.distribution}): {error.error}")
+    return 1 if pm.load_errors else 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    import os
+
+    from offload.journal import Journal
+
+    backends = _backend_set(args.config)
+    tracked = []
+    if os.path.isdir(os.path.join(args.project, ".offload")):
+        journal = Journal(args.project)
+        tracked = journal.tracked_handles()
+        journal.close()
+    for name in backends.pm.backends.names():
+        for line in backends.get(name).collect_garbage(tracked, dry_run=args.dry_run):
+            print(f"{name}: {'would remove' if args.dry_run else 'removed'} {line}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "explain": cmd_explain, "check": cmd_check, "plugins": cmd_plugins, "gc": cmd_gc}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from offload.errors import ConfigError, OffloadError
+
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"offload: error: {problem}", file=sys.stderr)
+        return 2
+    except OffloadError as e:
+        print(f"offload: error: {e}", file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

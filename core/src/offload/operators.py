@@ -1,0 +1,122 @@
+"""Turning an operator task (``sh>``, ``py>``, ``rb>``) into a :class:`TaskRequest`.
+
+The command and its inputs are written into the task's io directory (the only channel
+for files in and out, as in Digdag), and ``argv`` refers to them by paths relative to
+the working directory, so the same request runs on this machine, in a container with
+the project mounted, or in an ECS task that unpacks the project elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from offload.config import KNOWN_BACKENDS
+from offload.errors import ConfigError
+from offload.models import Problem, Resources, TaskRequest
+from offload.params import render_value
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Params that configure how a task runs rather than what it computes.
+RUN_KEYS = ("timeout", "resources", "python", "ruby", "require", *KNOWN_BACKENDS)
+
+
+@attrs.frozen
+class RequestContext:
+    """Where and as what a task runs: ids, paths and labels decided by the runner."""
+
+    task_id: str
+    task_name: str
+    project_dir: str
+    io_dir: str
+    labels: dict[str, str] = attrs.field(factory=dict)
+
+
+def _copy_runtime(io_path: str) -> None:
+    from offload._runtime import files
+
+    for relative, source in files().items():
+        target = os.path.join(io_path, relative)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(source, target)
+
+
+def _write_json(path: str, data: Any) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False, default=str)
+
+
+def task_env(params: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    """Params with valid names as environment variables (Digdag's ``sh>``), then ``_env``."""
+    out = {k: render_value(v) for k, v in params.items() if _ENV_NAME.match(k) and k not in KNOWN_BACKENDS}
+    out.update(env)
+    return out
+
+
+def _timeout(task_name: str, params: Mapping[str, Any]) -> float | None:
+    value = params.get("timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        try:
+            number = float(value)
+            if number > 0 and not isinstance(value, bool):
+                return number
+        except (TypeError, ValueError):
+            pass
+        raise ConfigError([Problem(f"{task_name}: timeout", f"must be a number of seconds above 0, got {value!r}", fatal=True)])
+    return float(value)
+
+
+def _resources(task_name: str, params: Mapping[str, Any]) -> Resources:
+    from offload.config import structure_strict
+
+    value = params.get("resources")
+    if value is None:
+        return Resources()
+    resources, problems = structure_strict(Resources, value, f"{task_name}: resources")
+    if problems or resources is None:
+        raise ConfigError(problems)
+    return resources
+
+
+def build_request(operator: str, command: str, params: Mapping[str, Any], env: Mapping[str, str], ctx: RequestContext) -> TaskRequest:
+    """The request for one operator task; writes its files into the io directory."""
+    io_path = os.path.normpath(os.path.join(ctx.project_dir, ctx.io_dir))
+    os.makedirs(io_path, exist_ok=True)
+    io_rel = ctx.io_dir  # the working directory is the project's root
+    full_env = {**task_env(params, env), "OFFLOAD_IO_DIR": io_rel, "OFFLOAD_TASK_NAME": ctx.task_name}
+    if operator == "sh>":
+        with open(os.path.join(io_path, "runner.sh"), "w", encoding="utf-8") as f:
+            f.write(command if command.endswith("\n") else command + "\n")
+        argv: tuple[str, ...] = ("/bin/sh", f"{io_rel}/runner.sh")
+    elif operator in ("py>", "rb>"):
+        _copy_runtime(io_path)
+        clean = {k: v for k, v in params.items() if k not in RUN_KEYS}
+        _write_json(os.path.join(io_path, "input.json"), {"params": clean, "task_name": ctx.task_name})
+        if operator == "py>":
+            argv = (str(params.get("python") or "python3"), f"{io_rel}/py_runner.py", io_rel, command)
+        else:
+            require = str(params.get("require") or "")
+            argv = (str(params.get("ruby") or "ruby"), f"{io_rel}/rb_runner.rb", io_rel, command, require)
+    else:
+        raise ConfigError([Problem(ctx.task_name, f"unknown operator {operator!r}", fatal=True)])
+    executor_config = {k: params[k] for k in KNOWN_BACKENDS if params.get(k) is not None}
+    return TaskRequest(
+        task_id=ctx.task_id,
+        argv=argv,
+        project_dir=ctx.project_dir,
+        workdir=".",
+        io_dir=ctx.io_dir,
+        env=full_env,
+        timeout=_timeout(ctx.task_name, params),
+        resources=_resources(ctx.task_name, params),
+        executor_config=executor_config,
+        labels=dict(ctx.labels),
+    )

@@ -1,0 +1,122 @@
+"""What a workflow will do, worked out before anything runs.
+
+Params of a task are assembled in layers, each substituted against the layers before
+it: the session's built-ins, the ``_export`` of every ancestor (root first), params
+exported by earlier tasks of the same group, params stored by earlier tasks, then the
+task's own keys. The static check finds, before launching anything, every problem a
+run would hit: a bad ``${...}``, an unknown param that no earlier task could have
+stored, a backend config that is wrong for a task, a task no backend can run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from offload.config import KNOWN_BACKENDS
+from offload.errors import ConfigError
+from offload.models import Problem, TaskRequest
+from offload.params import BUILTIN_NAMES, UnknownParam, check_expressions, references, substitute
+from offload.selection import BackendSet, Selection
+from offload.workflow import Task, Workflow
+
+
+def layered_params(layers: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Merge ``layers`` in order, substituting each against the params before it."""
+    params: dict[str, Any] = {}
+    for layer in layers:
+        params.update(substitute(dict(layer), params))
+    return params
+
+
+def ancestors(root: Task, target: Task) -> list[Task]:
+    """The tasks from ``root`` down to ``target`` (both included), or ``[]`` if not under it."""
+    if root is target:
+        return [root]
+    for child in (*root.children, *((root.error,) if root.error else ())):
+        path = ancestors(child, target)
+        if path:
+            return [root, *path]
+    return []
+
+
+@attrs.frozen
+class TaskPlan:
+    task: Task
+    selection: Selection | None
+    note: str = ""
+
+
+def _static_names(chain: list[Task]) -> set[str]:
+    names = set(BUILTIN_NAMES)
+    for task in chain:
+        names.update(task.export)
+        if task.name.endswith("^error") or "^error" in task.name:
+            names.add("error")
+    names.update(chain[-1].params)
+    return names
+
+
+def dry_request(task: Task, params: Mapping[str, Any], project_dir: str) -> TaskRequest:
+    """A request with the task's executor config, enough to choose its backend."""
+    executor_config = {k: params[k] for k in KNOWN_BACKENDS if params.get(k) is not None}
+    return TaskRequest(task_id=task.name, argv=("true",), project_dir=project_dir, executor_config=executor_config)
+
+
+def check_workflow(workflow: Workflow, backends: BackendSet, session: Mapping[str, Any]) -> list[TaskPlan]:
+    """Every operator task's plan; raises :class:`ConfigError` with every problem found."""
+    source = workflow.path.rsplit("/", 1)[-1]
+    problems: list[Problem] = []
+    plans: list[TaskPlan] = []
+    earlier_operator = False
+    for task in workflow.root.walk():
+        chain = ancestors(workflow.root, task)
+        for owner in chain if task.is_group else chain[-1:]:
+            for message in check_expressions(owner.export) if owner is task else []:
+                problems.append(Problem(f"{source}: {task.name}: _export", message, fatal=True))
+        if task.is_group:
+            continue
+        for key, value in (("command", task.command), *task.params.items(), *(("_env." + k, v) for k, v in task.env.items())):
+            label = task.operator if key == "command" else key
+            for message in check_expressions(value):
+                problems.append(Problem(f"{source}: {task.name}: {label}", message, fatal=True))
+            if not earlier_operator:
+                known = _static_names(chain)
+                for name in references(value):
+                    if name not in known:
+                        problems.append(Problem(f"{source}: {task.name}: {label}", f"${{{name}}}: unknown param {name!r}", fatal=True))
+        earlier_operator = True
+        layers = [session, *(t.export for t in chain), {"task_name": task.name}, task.params]
+        try:
+            params = layered_params(layers)
+        except UnknownParam:
+            plans.append(TaskPlan(task, None, "backend chosen at run time: its config uses params stored by earlier tasks"))
+            continue
+        selection = backends.select(dry_request(task, params, workflow.project_dir), task.name)
+        for p in selection.fatal:
+            problems.append(Problem(f"{source}: {task.name}: {p.where}", p.message, fatal=True))
+        if selection.backend is None and not selection.fatal:
+            why = "; ".join(f"{a.backend}: {' '.join(a.reasons)}" for a in selection.attempts)
+            problems.append(Problem(f"{source}: {task.name}", f"no backend can run this task ({why})", fatal=True))
+        plans.append(TaskPlan(task, selection))
+    if problems:
+        raise ConfigError(problems)
+    return plans
+
+
+def explain_lines(workflow: Workflow, backends: BackendSet, session: Mapping[str, Any]) -> list[str]:
+    """``offload explain``: per task, the chosen backend and why the others were skipped."""
+    lines = []
+    order = backends.system.type if backends.system.type != "auto" else " -> ".join(backends.system.order)
+    lines.append(f"workflow {workflow.name} ({workflow.path}); config {backends.system.source}; backends: {order}")
+    for plan in check_workflow(workflow, backends, session):
+        if plan.selection is None:
+            lines.append(f"{plan.task.name}: {plan.note}")
+            continue
+        lines.append(f"{plan.task.name}: runs on {plan.selection.backend}")
+        for attempt in plan.selection.attempts:
+            mark = "chosen" if attempt.chosen else "skipped"
+            lines.append(f"    {attempt.backend:<8} {mark}: {'; '.join(attempt.reasons)}")
+    return lines

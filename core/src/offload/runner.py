@@ -1,0 +1,336 @@
+"""Running a workflow: one poll loop drives every running task of the run.
+
+Each task of the workflow is a :class:`Node` with a state. ``advance`` walks the tree
+and starts what may start (children in order, or all at once under ``_parallel``);
+one batched poll per backend then brings statuses and log lines for every running
+task; finished tasks are collected, journaled, retried (``_retry``) or handed to their
+``_error`` tasks. The journal makes the run resumable after the driver is killed.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from offload.api import Executor
+from offload.errors import OffloadError
+from offload.journal import SUBMITTING, Journal
+from offload.models import Handle, Result, TaskState
+from offload.operators import RequestContext, build_request
+from offload.params import UnknownParam
+from offload.plan import ancestors, layered_params
+from offload.polling import AdaptiveInterval
+from offload.workflow import Task, Workflow
+
+PENDING, RUNNING = "pending", "running"
+SUCCEEDED, FAILED, CANCELLED = TaskState.SUCCEEDED.value, TaskState.FAILED.value, TaskState.CANCELLED.value
+
+
+@attrs.define(eq=False)
+class Node:
+    task: Task
+    children: list[Node]
+    state: str = PENDING
+    tries: int = 0
+    attempt: int = 0
+    reuse_journal: bool = True
+    handle: Handle | None = None
+    backend: str | None = None
+    result: Result | None = None
+    error_node: Node | None = None
+    error_info: dict[str, Any] | None = None
+    exports: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (SUCCEEDED, FAILED, CANCELLED)
+
+    def reset(self) -> None:
+        self.state, self.handle, self.result, self.error_node, self.exports = PENDING, None, None, None, {}
+        self.reuse_journal = False
+        for child in self.children:
+            child.reset()
+            child.tries = 0
+
+    def operator_nodes(self) -> list[Node]:
+        out = [] if self.task.children else [self]
+        for child in self.children:
+            out.extend(child.operator_nodes())
+        if self.error_node is not None:
+            out.extend(self.error_node.operator_nodes())
+        return out
+
+
+def build_tree(task: Task) -> Node:
+    return Node(task, [build_tree(child) for child in task.children])
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip("+")).strip("_") or "task"
+
+
+class Run:
+    """One run of a workflow, new or resumed from the journal."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        executor: Executor,
+        journal: Journal,
+        run_id: str,
+        session: dict[str, Any],
+        on_log: Callable[[str, str], None],
+        on_event: Callable[[str, str], None],
+    ) -> None:
+        self.workflow, self.executor, self.journal, self.run_id = workflow, executor, journal, run_id
+        self.session = session
+        self.on_log, self.on_event = on_log, on_event
+        self.root = build_tree(workflow.root)
+        #: the latest journaled attempt of each task, from before this process started
+        self.records = {}
+        for (name, _attempt), record in sorted(journal.tasks(run_id).items(), key=lambda item: item[0][1]):
+            self.records[name] = record
+        self.stored: dict[str, Any] = {}
+        self.running: dict[Node, Handle] = {}
+        self.parents: dict[Node, Node] = {}
+        self._index_parents(self.root)
+        self.cancelling = False
+        self.force = False
+        self.signals = 0
+        self.signals_handled = 0
+        self.interval = AdaptiveInterval()
+
+    def _index_parents(self, node: Node) -> None:
+        for child in node.children:
+            self.parents[child] = node
+            self._index_parents(child)
+        if node.error_node is not None:
+            self.parents[node.error_node] = node
+            self._index_parents(node.error_node)
+
+    # -- the loop ---------------------------------------------------------------
+    def execute(self) -> str:
+        """Run until every task finished or the run was cancelled; returns the run's state."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while True:
+                if self.signals != self.signals_handled:
+                    self._cancel_running()
+                if not self.cancelling:
+                    self.advance(self.root)
+                if self.root.finished or (self.cancelling and not self.running):
+                    break
+                if self.running:
+                    self.poll_once()
+                    self.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if self.cancelling:
+            return CANCELLED
+        return self.root.state
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        # Only count: the loop cancels, so no backend call ever runs inside a handler.
+        self.signals += 1
+
+    def _cancel_running(self) -> None:
+        self.signals_handled = self.signals
+        self.force = self.signals > 1
+        self.cancelling = True
+        how = "killing running tasks" if self.force else "cancelling running tasks (interrupt again to kill them at once)"
+        self.on_event("run", f"interrupted: {how}")
+        for node, handle in list(self.running.items()):
+            try:
+                self.executor.cancel(handle, grace=0 if self.force else 10)
+            except OffloadError as e:
+                self.on_event(node.task.name, f"cancel failed: {e}")
+
+    def wait(self) -> None:
+        handles = list(self.running.values())
+        backends = {h.backend for h in handles}
+        timeout = self.interval.next()
+        if len(backends) == 1:
+            self.executor.backends.get(backends.pop()).wait(handles, timeout)
+        else:
+            time.sleep(timeout)
+
+    def poll_once(self) -> None:
+        nodes = list(self.running)
+        statuses = self.executor.poll([self.running[n] for n in nodes])
+        for node, status in zip(nodes, statuses, strict=True):
+            if status.handle is not None and status.handle != self.running[node]:
+                self.running[node] = status.handle
+                self.journal.update_handle(self.run_id, node.task.name, node.attempt, status.handle)
+            for line in status.logs:
+                self.on_log(node.task.name, line)
+            if status.logs:
+                self.interval.changed()
+            if status.state.finished:
+                self.interval.changed()
+                self._collect(node)
+
+    def _collect(self, node: Node) -> None:
+        handle = self.running.pop(node)
+        try:
+            result = self.executor.collect(handle)
+        except OffloadError as e:
+            result = Result(state=TaskState.FAILED, error=f"cannot collect the result: {e}", finished_at=time.time())
+        self.journal.finished(self.run_id, node.task.name, node.attempt, handle.task_id, handle.backend, result)
+        self.executor.pm.hook.offload_task_finished(task_name=node.task.name, backend_name=handle.backend, result=result)
+        node.handle, node.result = handle, result
+        self.finish(node, result.state.value, result)
+
+    # -- walking the tree --------------------------------------------------------
+    def advance(self, node: Node) -> None:
+        if node.finished:
+            return
+        if node.error_node is not None:
+            self.advance(node.error_node)
+            if node.error_node.finished:
+                node.state = FAILED
+            return
+        if not node.task.children:
+            if node.state == PENDING:
+                self.start(node)
+            return
+        if node.task.parallel:
+            for child in node.children:
+                self.advance(child)
+            if all(c.finished for c in node.children):
+                self.finish(node, FAILED if any(c.state != SUCCEEDED for c in node.children) else SUCCEEDED)
+            return
+        for child in node.children:
+            self.advance(child)
+            if not child.finished:
+                return
+            if child.state != SUCCEEDED:
+                self.finish(node, FAILED)
+                return
+        self.finish(node, SUCCEEDED)
+
+    def finish(self, node: Node, outcome: str, result: Result | None = None, quiet: bool = False) -> None:
+        """Record the outcome of a task: retry it, hand it to ``_error``, or settle it."""
+        node.tries += 1
+        if outcome == SUCCEEDED:
+            node.state = SUCCEEDED
+            if result is not None:
+                self.stored.update(result.store_params)
+                parent = self.parents.get(node)
+                if parent is not None:
+                    parent.exports.update(result.export_params)
+            if not node.task.children and not quiet:
+                self.on_event(node.task.name, "succeeded")
+            return
+        if outcome == CANCELLED or self.cancelling:
+            node.state = CANCELLED
+            return
+        message = (result.error if result else None) or "a child task failed"
+        if node.tries <= node.task.retry:
+            self.on_event(node.task.name, f"failed ({message}); retry {node.tries} of {node.task.retry}")
+            tries = node.tries
+            node.reset()
+            node.tries = tries
+            return
+        if node.task.error is not None and node.error_node is None:
+            self.on_event(node.task.name, f"failed ({message}); running its _error tasks")
+            node.error_node = build_tree(node.task.error)
+            node.error_info = {"message": message, "task_name": node.task.name}
+            self._index_parents(node)
+            self.advance(node.error_node)
+            return
+        node.state = FAILED
+        if not node.task.children:
+            self.on_event(node.task.name, f"failed: {message}")
+
+    def params_for(self, node: Node) -> dict[str, Any]:
+        chain_nodes = self._node_chain(node)
+        layers: list[dict[str, Any]] = [self.session]
+        for n in chain_nodes:
+            layers.append(n.task.export)
+            if n is not node:
+                layers.append(n.exports)
+            if n.error_info is not None and n is not node:
+                layers.append({"error": n.error_info})
+        layers += [self.stored, {"task_name": node.task.name}, node.task.params]
+        return layered_params(layers)
+
+    def _node_chain(self, node: Node) -> list[Node]:
+        chain = [node]
+        while chain[-1] in self.parents:
+            chain.append(self.parents[chain[-1]])
+        return list(reversed(chain))
+
+    def env_for(self, node: Node, params: dict[str, Any]) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for task in ancestors(self.workflow.root, node.task) or [node.task]:
+            env.update(task.env)
+        return {k: str(v) for k, v in layered_params([params, env]).items() if k in env}
+
+    def start(self, node: Node) -> None:
+        """Start an operator task: from the journal when it already ran, else submit it."""
+        name = node.task.name
+        record = self.records.get(name) if node.reuse_journal else None
+        node.reuse_journal = False
+        if record is not None:
+            if record.state == SUCCEEDED and record.result is not None:
+                node.attempt, node.result, node.backend = record.attempt, record.result, record.backend
+                self.on_event(name, f"skipped: succeeded in an earlier attempt of run {self.run_id}")
+                self.finish(node, SUCCEEDED, record.result, quiet=True)
+                return
+            if record.state == TaskState.RUNNING.value and record.handle is not None:
+                node.attempt, node.backend = record.attempt, record.backend
+                self.running[node] = record.handle
+                node.state = RUNNING
+                self.on_event(name, f"re-attached to the running task on {record.backend}")
+                return
+            if record.state == SUBMITTING:
+                # The driver died while submitting: same attempt, so the backend can adopt it.
+                node.attempt = record.attempt
+                self._submit(node, adopt=True)
+                return
+        previous = self.records.get(name)
+        node.attempt = max(node.attempt, previous.attempt if previous else 0) + 1
+        self._submit(node, adopt=False)
+
+    def _submit(self, node: Node, adopt: bool) -> None:
+        name = node.task.name
+        task_id = f"{self.run_id}.{slug(name)}.{node.attempt}"
+        ctx = RequestContext(
+            task_id=task_id,
+            task_name=name,
+            project_dir=self.workflow.project_dir,
+            io_dir=f".offload/io/{self.run_id}/{slug(name)}.{node.attempt}",
+            labels={"offload.run-id": self.run_id, "offload.task-id": task_id, "offload.task-name": name},
+        )
+        try:
+            params = self.params_for(node)
+            command = layered_params([params, {"__command": node.task.command}])["__command"]
+            request = build_request(str(node.task.operator), command, params, self.env_for(node, params), ctx)
+            selection = self.executor.select(request)
+            if selection.backend is None:
+                reasons = "; ".join(f"{a.backend}: {' '.join(a.reasons)}" for a in selection.attempts)
+                raise OffloadError(f"no backend can run this task ({reasons})")
+            backend = selection.backend
+            request = self.executor.prepare(backend, request)
+            handle = None
+            if adopt:
+                handle = self.executor.backends.get(backend).adopt(request)
+            if handle is None:
+                self.journal.submitting(self.run_id, name, node.attempt, task_id, backend)
+                handle = self.executor.pm.hook.offload_submit_task(backend=self.executor.backends.get(backend), request=request)
+        except (OffloadError, UnknownParam) as e:
+            result = Result(state=TaskState.FAILED, error=str(e), started_at=time.time(), finished_at=time.time())
+            self.journal.finished(self.run_id, name, node.attempt, task_id, None, result)
+            node.result = result
+            self.finish(node, FAILED, result)
+            return
+        self.journal.submitted(self.run_id, name, node.attempt, handle)
+        node.backend, node.state = backend, RUNNING
+        self.running[node] = handle
+        self.on_event(name, f"started on {backend}")
