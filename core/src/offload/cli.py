@@ -80,6 +80,7 @@ def _executor(config_path: str | None, workflow_path: str | None) -> Any:
 
 def _session(workflow: Any, params: dict[str, Any], session_time: str | None, session_id: str) -> dict[str, Any]:
     import datetime as dt
+    import os
 
     from offload.errors import UsageError
     from offload.params import session_params
@@ -91,6 +92,15 @@ def _session(workflow: Any, params: dict[str, Any], session_time: str | None, se
             raise UsageError(f"--session-time {session_time!r}: expected an ISO 8601 time such as 2026-01-31T00:00:00+00:00") from None
     else:
         when = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    try:
+        from zoneinfo import ZoneInfo
+
+        zone = ZoneInfo(workflow.timezone)
+    except (ValueError, KeyError, ImportError):
+        raise UsageError(f"{os.path.basename(workflow.path)}: timezone: unknown time zone {workflow.timezone!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=zone)
+    when = when.astimezone(zone)
     return {**session_params(session_id, when, workflow.timezone, workflow.project_dir), **params}
 
 

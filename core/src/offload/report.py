@@ -31,7 +31,7 @@ def _rows(node: Node) -> list[tuple[str, str, str, str, str]]:
         result = n.result
         state = n.state
         code = "" if result is None or result.exit_code is None else str(result.exit_code)
-        duration = "" if result is None or result.duration is None else f"{result.duration:.2f}s"
+        duration = "" if result is None or result.duration is None else f"{result.duration:.3f}s"
         rows.append((n.task.name, n.backend or "-", state, code, duration))
     return rows
 

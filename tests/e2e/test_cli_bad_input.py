@@ -1,0 +1,123 @@
+"""Bad input gets one clear message naming file, task and key, exit status 2, and launches nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from offload.cli import main
+
+CASES = {
+    "not yaml": ("+a:\n  sh>: echo: [\n", "flow.dig: not valid YAML (line"),
+    "not a mapping": ("- just\n- a list\n", "flow.dig: must be a mapping of tasks, got list"),
+    "two operators": ("+a:\n  sh>: echo 1\n  py>: m.f\n", "flow.dig: +flow+a: a task has one operator, this one has 2: sh>, py>"),
+    "unknown operator": ("+a:\n  s3_wait>: x\n", "flow.dig: +flow+a: s3_wait>: unknown operator (supported: sh>, py>, rb>)"),
+    "unknown directive": ("+a:\n  _paralel: true\n  sh>: echo\n", "flow.dig: +flow+a: _paralel: unknown directive (supported: _export"),
+    "empty task": ("+a:\n  foo: 1\n", "flow.dig: +flow+a: has no operator (sh>, py>, rb>) and no '+child' tasks"),
+    "bad retry": ("+a:\n  _retry: many\n  sh>: echo\n", "flow.dig: +flow+a: _retry: must be a count of retries (0 or more), got 'many'"),
+    "bad py> target": ("+a:\n  py>: not a callable\n", "flow.dig: +flow+a: py>: must be 'module.function' or 'module.Class.method'"),
+    "unknown param": ("+a:\n  sh>: echo ${nope}\n", "flow.dig: +flow+a: sh>: ${nope}: unknown param 'nope'"),
+    "expression": ("+a:\n  sh>: echo ${1 + 2}\n", "flow.dig: +flow+a: sh>: ${1 + 2}: only ${name} and ${name.key} are supported"),
+    "bad env": ("+a:\n  _env:\n    X: [1]\n  sh>: echo\n", "flow.dig: +flow+a: _env.X: must be a string, number or boolean"),
+}
+
+
+def run_cli(project: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(["run", str(project / "flow.dig"), *args])
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_workflow_is_one_clear_error_and_nothing_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str) -> None:
+    text, expected = CASES[case]
+    (tmp_path / "flow.dig").write_text(text)
+    code, err = run_cli(tmp_path, capsys)
+    assert code == 2
+    assert expected in err
+    assert "Traceback" not in err
+    assert not (tmp_path / ".offload" / "io").exists()
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "flow.dig").write_text("+a:\n  s3>: x\n+b:\n  _retry: -1\n  sh>: echo\n+c: {}\n")
+    code, err = run_cli(tmp_path, capsys)
+    assert code == 2
+    assert len([line for line in err.splitlines() if line.startswith("offload: error: ")]) == 3
+
+
+def test_misspelt_backend_in_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "flow.dig").write_text("+a:\n  sh>: echo hi\n")
+    (tmp_path / "offload.yml").write_text("command_executor:\n  type: dokcer\n  lcoal: {}\n")
+    code, err = run_cli(tmp_path, capsys)
+    assert code == 2
+    assert "offload.yml: command_executor.lcoal: unknown backend (known: " in err
+    assert "offload.yml: command_executor.type: unknown backend 'dokcer'" in err
+
+
+def test_unknown_key_in_a_backend_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "flow.dig").write_text("+a:\n  sh>: echo hi\n")
+    (tmp_path / "offload.yml").write_text("command_executor:\n  local:\n    shel: /bin/sh\n")
+    code, err = run_cli(tmp_path, capsys)
+    assert code == 2
+    assert "offload.yml: command_executor.local: unknown key 'shel' (known keys: shell)" in err
+
+
+def test_missing_workflow_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_cli(tmp_path, capsys)
+    assert code == 2
+    assert "cannot read workflow file" in err
+
+
+def test_bad_param_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "flow.dig").write_text("+a:\n  sh>: echo hi\n")
+    code, err = run_cli(tmp_path, capsys, "-p", "novalue")
+    assert code == 2
+    assert "-p 'novalue': expected KEY=VALUE" in err
+
+
+# Random documents: a run or a clear error, never a traceback. Commands come from a
+# harmless set; everything around them (keys, nesting, types) is random.
+commands = st.sampled_from(["echo hi", "exit 1", "true", "echo ${greeting}", "echo ${nope}"])
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.text(max_size=5), commands)
+keys = st.one_of(
+    st.sampled_from(["+a", "+b", "+c", "sh>", "py>", "rb>", "_export", "_env", "_retry", "_parallel", "_error", "greeting", "docker", "timeout"]),
+    st.text(max_size=4),
+)
+documents = st.recursive(
+    scalars,
+    lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(keys, children, max_size=4)),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=documents)
+def test_random_workflows_run_or_fail_clearly(tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str], doc: object) -> None:
+    import yaml
+
+    project = tmp_path_factory.mktemp("random")
+    (project / "flow.dig").write_text(yaml.safe_dump(doc))
+    code = main(["run", str(project / "flow.dig")])
+    err = capsys.readouterr().err
+    assert code in (0, 1, 2), err
+    assert "Traceback" not in err
+    if code == 2:
+        assert "offload: error: " in err
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=documents)
+def test_random_configs_load_or_fail_clearly(tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str], doc: object) -> None:
+    import yaml
+
+    project = tmp_path_factory.mktemp("config")
+    (project / "flow.dig").write_text("+a:\n  sh>: 'true'\n")
+    (project / "offload.yml").write_text(yaml.safe_dump({"command_executor": doc}))
+    code = main(["explain", str(project / "flow.dig")])
+    err = capsys.readouterr().err
+    assert code in (0, 2), err
+    assert "Traceback" not in err
