@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from offload.models import Handle, Health, ImageSpec, Problem, Resources, Result, Status, TaskRequest, TaskState
     from offload.plugins import make_plugin_manager
     from offload.selection import Selection
+    from offload.session import RunOutcome, run_workflow
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,7 @@ _EXPORTS = {
     "Problem": "offload.models",
     "Resources": "offload.models",
     "Result": "offload.models",
+    "RunOutcome": "offload.session",
     "Selection": "offload.selection",
     "Status": "offload.models",
     "SystemConfig": "offload.config",
@@ -47,6 +49,7 @@ _EXPORTS = {
     "hookspec": "offload.hookspecs",
     "image_tag": "offload.images",
     "make_plugin_manager": "offload.plugins",
+    "run_workflow": "offload.session",
     "structure_strict": "offload.config",
 }
 
@@ -74,6 +77,7 @@ __all__ = [
     "Problem",
     "Resources",
     "Result",
+    "RunOutcome",
     "Selection",
     "Status",
     "SystemConfig",
@@ -86,5 +90,6 @@ __all__ = [
     "hookspec",
     "image_tag",
     "make_plugin_manager",
+    "run_workflow",
     "structure_strict",
 ]

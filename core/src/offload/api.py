@@ -115,7 +115,7 @@ class Executor:
             if deadline is not None and time.monotonic() > deadline:
                 self.cancel(handle)
                 raise TimeoutError(f"task {handle.task_id} did not finish in {timeout} s")
-            time.sleep(interval.next())
+            self.backends.get(handle.backend).wait([handle], interval.next())
 
     def run(self, request: TaskRequest, on_log: Callable[[str], None] | None = None, backend: str | None = None) -> Result:
         """Submit ``request`` and wait for its result."""

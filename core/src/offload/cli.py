@@ -78,77 +78,38 @@ def _executor(config_path: str | None, workflow_path: str | None) -> Any:
     return executor
 
 
-def _session(workflow: Any, params: dict[str, Any], session_time: str | None, session_id: str) -> dict[str, Any]:
-    import datetime as dt
-    import os
-
-    from offload.errors import UsageError
-    from offload.params import session_params
-
-    if session_time:
-        try:
-            when = dt.datetime.fromisoformat(session_time)
-        except ValueError:
-            raise UsageError(f"--session-time {session_time!r}: expected an ISO 8601 time such as 2026-01-31T00:00:00+00:00") from None
-    else:
-        when = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    try:
-        from zoneinfo import ZoneInfo
-
-        zone = ZoneInfo(workflow.timezone)
-    except (ValueError, KeyError, ImportError):
-        raise UsageError(f"{os.path.basename(workflow.path)}: timezone: unknown time zone {workflow.timezone!r}") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=zone)
-    when = when.astimezone(zone)
-    return {**session_params(session_id, when, workflow.timezone, workflow.project_dir), **params}
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from offload.journal import Journal
-    from offload.plan import check_workflow
     from offload.report import Console, summary_table
-    from offload.runner import CANCELLED, SUCCEEDED, Run
-    from offload.workflow import load_workflow
+    from offload.runner import CANCELLED, SUCCEEDED
+    from offload.session import run_workflow
 
-    workflow = load_workflow(args.workflow)
-    params = _params(args.param)
+    console = Console()
     executor = _executor(args.config, args.workflow)
-    journal = Journal(workflow.project_dir)
-    try:
-        previous = None if args.rerun else journal.latest_run(workflow.path)
-        resume = previous is not None and previous.state != SUCCEEDED
-        session_time = previous.session_time if resume and previous else args.session_time
-        session = _session(workflow, params, session_time, previous.run_id if resume and previous else "new")
-        check_workflow(workflow, executor.backends, session)
-        if resume and previous is not None:
-            run_id = previous.run_id
-            journal.reopen_run(run_id)
-        else:
-            run_id = journal.start_run(workflow.path, session["session_time"]).run_id
-        session["session_id"] = run_id
-        console = Console()
-        console.event("run", f"{'resuming' if resume else 'starting'} run {run_id} of {workflow.name}")
-        run = Run(workflow, executor, journal, run_id, session, console.log, console.event)
-        state = run.execute()
-        journal.finish_run(run_id, state)
-        print(summary_table(run.root), flush=True)
-        console.event("run", f"{state}: run {run_id}")
-        if state == CANCELLED:
-            return 130
-        return 0 if state == SUCCEEDED else 1
-    finally:
-        journal.close()
-        executor.close()
+    with executor:
+        outcome = run_workflow(
+            args.workflow,
+            executor,
+            params=_params(args.param),
+            rerun=args.rerun,
+            session_time=args.session_time,
+            on_log=console.log,
+            on_event=console.event,
+        )
+    print(summary_table(outcome.root), flush=True)
+    console.event("run", f"{outcome.state}: run {outcome.run_id}")
+    if outcome.state == CANCELLED:
+        return 130
+    return 0 if outcome.state == SUCCEEDED else 1
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from offload.plan import explain_lines
+    from offload.session import session_params_for
     from offload.workflow import load_workflow
 
     workflow = load_workflow(args.workflow)
     executor = _executor(args.config, args.workflow)
-    session = _session(workflow, _params(args.param), None, "explain")
+    session = session_params_for(workflow, _params(args.param), None, "explain")
     for line in explain_lines(workflow, executor.backends, session):
         print(line)
     return 0

@@ -6,6 +6,7 @@ Every problem is reported at once with the file and key path, e.g.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import typing
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 import attrs
 import cattrs
 import yaml
+from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
 
 from offload.errors import ConfigError
 from offload.models import Problem
@@ -60,14 +62,18 @@ def _structure_int(value: Any, _: type) -> int:
 def _structure_float(value: Any, _: type) -> float:
     if isinstance(value, bool):
         raise ValueError(f"must be a number, got {value!r}")
+    number: float | None = None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        number = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             pass
-    raise ValueError(f"must be a number, got {value!r}")
+    # nan and infinity are no setting anyone means (a cpu count, a timeout)
+    if number is None or not math.isfinite(number):
+        raise ValueError(f"must be a number, got {value!r}")
+    return number
 
 
 def _structure_str(value: Any, _: type) -> str:
@@ -76,20 +82,50 @@ def _structure_str(value: Any, _: type) -> str:
     raise ValueError(f"must be a string, got {value!r}")
 
 
-def _is_str_sequence(cls: Any) -> bool:
+def _is_homogeneous_sequence(cls: Any) -> bool:
+    """``list[X]`` or ``tuple[X, ...]``."""
     origin = typing.get_origin(cls)
     args = typing.get_args(cls)
-    return origin in (tuple, list) and bool(args) and args[0] is str and (origin is list or args[-1] is Ellipsis)
+    return (origin is list and len(args) == 1) or (origin is tuple and len(args) == 2 and args[1] is Ellipsis)
 
 
-def _structure_str_sequence(value: Any, cls: Any) -> Any:
-    if isinstance(value, str):
-        items = [part.strip() for part in value.split(",") if part.strip()]
-    elif isinstance(value, (list, tuple)):
-        items = [_structure_str(item, str) for item in value]
+def _make_sequence_hook(cls: Any, conv: cattrs.Converter) -> Any:
+    """Lists from YAML lists or from comma-separated strings (properties hold only strings).
+
+    A string is never iterated character by character, and a mapping is never taken
+    for the list of its keys.
+    """
+    if typing.get_origin(cls) is list:
+        items_hook = list_structure_factory(cls, conv)
     else:
-        raise ValueError(f"must be a list of strings, got {value!r}")
-    return typing.get_origin(cls)(items)
+        items_hook = homogenous_tuple_structure_factory(cls, conv)
+
+    def structure(value: Any, type_: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        elif not isinstance(value, (list, tuple)):
+            raise ValueError(f"must be a list, got {value!r}")
+        return items_hook(value, type_)
+
+    return structure
+
+
+def _is_literal(cls: Any) -> bool:
+    return typing.get_origin(cls) is typing.Literal
+
+
+def _structure_literal(value: Any, cls: Any) -> Any:
+    choices = typing.get_args(cls)
+    for choice in choices:
+        if value == choice and type(value) is type(choice):
+            return choice
+    for choice in choices:
+        # properties hold only strings: "3" stands for the choice 3
+        if isinstance(value, str) and not isinstance(choice, str) and str(choice) == value.strip():
+            return choice
+    names = [str(c) for c in choices]
+    expected = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    raise ValueError(f"must be {expected}, got {value!r}")
 
 
 def _make_config_converter() -> cattrs.Converter:
@@ -99,7 +135,8 @@ def _make_config_converter() -> cattrs.Converter:
     conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook(str, _structure_str)
-    conv.register_structure_hook_func(_is_str_sequence, _structure_str_sequence)
+    conv.register_structure_hook_func(_is_literal, _structure_literal)
+    conv.register_structure_hook_factory(_is_homogeneous_sequence, lambda cls: _make_sequence_hook(cls, conv))
     return conv
 
 
@@ -113,10 +150,6 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
         return f"unknown key {names}" + (f" (known keys: {allowed})" if allowed else "")
     if isinstance(exc, KeyError):
         return "required key missing"
-    if typing.get_origin(type_) is typing.Literal and isinstance(exc, Exception):
-        choices = " or ".join(str(c) for c in typing.get_args(type_))
-        value = str(exc).split(" not in literal", 1)[0]
-        return f"must be {choices}, got {value!r}"
     if isinstance(exc, (ValueError, TypeError)) and str(exc):
         text = str(exc)
         if text.startswith(("must ", "invalid ", "cannot ", "only ", "unknown ")):
@@ -128,16 +161,18 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
     return cattrs.v.format_exception(exc, type_)
 
 
-_PATH_SUFFIX = re.compile(r"^(?P<message>.*) @ (?P<path>.*)$", re.S)
+#: cattrs writes mapping keys as ``['key']`` (or ``["it's"]``); offload writes ``.key``.
+_KEY_IN_BRACKETS = re.compile(r"""\[(?P<q>['"])(?P<key>.*?)(?P=q)\]""")
 
 
 def problems_from(exc: Exception, where: str) -> list[Problem]:
     """Every problem in a cattrs structuring error, each with its key path."""
     problems = []
     for line in cattrs.transform_error(exc, path=where, format_exception=_format_exception):
-        match = _PATH_SUFFIX.match(line)
-        message, path = (match["message"], match["path"]) if match else (line, where)
-        path = re.sub(r"\['([^']*)'\]", r".\1", path)
+        # cattrs writes "<message> @ <path>", and the path starts with ``where``
+        cut = line.rfind(f" @ {where}")
+        message, path = (line[:cut], line[cut + 3 :]) if cut >= 0 else (line, where)
+        path = _KEY_IN_BRACKETS.sub(lambda m: "." + m["key"], path)
         problems.append(Problem(path, message, fatal=True))
     return problems
 
@@ -183,6 +218,17 @@ def find_config_file(explicit: str | None, workflow_path: str | None) -> str | N
     return candidate if os.path.exists(candidate) else None
 
 
+def _yaml_error_message(error: yaml.YAMLError, text: str) -> str:
+    """``not valid YAML (line L, column C): what``, without PyYAML's ``<unicode string>`` noise."""
+    if isinstance(error, yaml.reader.ReaderError):
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
+        return f"not valid YAML (line {line}, column {column}): unacceptable character #x{error.character:04x}"
+    mark = getattr(error, "problem_mark", None)
+    at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"not valid YAML{at}: {getattr(error, 'problem', None) or error}"
+
+
 def read_config_document(path: str) -> dict[str, Any]:
     """The file's content as a tree rooted at ``command_executor``'s parent."""
     name = os.path.basename(path)
@@ -191,8 +237,10 @@ def read_config_document(path: str) -> dict[str, Any]:
             text = f.read()
     except OSError as e:
         raise ConfigError([Problem(name, f"cannot read config file: {e.strerror or e}", fatal=True)]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([Problem(name, f"not UTF-8 text (byte {e.start + 1})", fatal=True)]) from None
     if path.endswith(".properties"):
-        pairs = parse_properties(text)
+        pairs = parse_properties(text, name)
         tree, problems = properties_to_tree(pairs, name)
         if problems:
             raise ConfigError(problems)
@@ -200,9 +248,7 @@ def read_config_document(path: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise ConfigError([Problem(name, f"not valid YAML{at}: {getattr(e, 'problem', e)}", fatal=True)]) from None
+        raise ConfigError([Problem(name, _yaml_error_message(e, text), fatal=True)]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -217,8 +263,10 @@ def build_system_config(data: Mapping[str, Any], source: str, environ: Mapping[s
     unknown = sorted(str(k) for k in data if k != "command_executor")
     for key in unknown:
         problems.append(Problem(f"{source}: {key}", "unknown key (known keys: command_executor)", fatal=True))
-    section = data.get("command_executor") or {}
-    if not isinstance(section, Mapping):
+    section = data.get("command_executor")
+    if section is None:
+        section = {}
+    elif not isinstance(section, Mapping):
         problems.append(Problem(f"{source}: command_executor", "must be a mapping", fatal=True))
         section = {}
     type_ = section.get("type", "auto")
@@ -231,9 +279,9 @@ def build_system_config(data: Mapping[str, Any], source: str, environ: Mapping[s
     if not isinstance(order, (list, tuple)) or not all(isinstance(o, str) for o in order) or not order:
         problems.append(Problem(f"{source}: command_executor.order", "must be a list of backend names", fatal=True))
         order = DEFAULT_ORDER
-    override = environ.get(EXECUTOR_ENV)
+    override = environ.get(EXECUTOR_ENV, "").strip()
     if override:
-        type_ = override.strip()
+        type_ = override
     sections = {str(k): v for k, v in section.items() if k not in ("type", "order")}
     if problems:
         raise ConfigError(problems)

@@ -27,6 +27,13 @@ class ConfigError(UsageError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+class PluginError(UsageError, ValueError):
+    """Installed plugins that cannot work together (two classes claim one backend name).
+
+    Exit status 2, as for a config error: nothing is launched until the installation is fixed.
+    """
+
+
 class BackendError(OffloadError):
     """A backend could not do what it was asked at run time (engine down, API refused).
 

@@ -15,12 +15,22 @@ def default_dockerfile(spec: ImageSpec) -> str:
 
     Copying the project would invalidate the build cache on every change, so (as in
     Digdag) the project is mounted or shipped at run time instead.
+
+    A build step of several lines (a YAML ``|`` block) is a small shell script: its lines
+    are separate commands, and a line ending in ``\\`` continues on the next. The
+    Dockerfile's shell form cannot hold a newline, so such a step becomes one exec-form
+    ``RUN ["/bin/sh", "-ec", <script>]``, which keeps the script as written and stops at
+    the first failing command, as separate ``RUN`` lines would. Blank steps are skipped.
     """
     lines = [f"FROM {spec.image}"]
     for step in spec.build:
-        # A build line spanning several lines is one shell command: keep it one RUN.
-        command = " \\\n    ".join(part.rstrip() for part in step.strip().splitlines())
-        lines.append(f"RUN {command}")
+        script = "\n".join(part.rstrip() for part in step.strip().splitlines())
+        if not script:
+            continue
+        if "\n" in script:
+            lines.append("RUN " + json.dumps(["/bin/sh", "-ec", script]))
+        else:
+            lines.append(f"RUN {script}")
     return "\n".join(lines) + "\n"
 
 

@@ -24,28 +24,32 @@ def read_outputs(result: Result, io_path: str) -> Result:
     changes: dict[str, Any] = {}
     path = os.path.join(io_path, OUTPUT_FILE)
     data: object = None
+    error: object = None
     if os.path.exists(path):
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
         except (OSError, ValueError) as e:
-            data = {"error": {"message": f"output.json is not valid JSON: {e}"}}
+            error = f"output.json is not valid JSON: {e}"
+        else:
+            if not isinstance(data, dict):
+                error = f"output.json must hold a JSON object, got {_json_type(data)}"
     if isinstance(data, dict):
-        store = data.get("store_params") or {}
-        export = data.get("export_params") or {}
-        if isinstance(store, dict):
-            changes["store_params"] = {**result.store_params, **store}
-        if isinstance(export, dict):
-            changes["export_params"] = {**result.export_params, **export}
-        error = data.get("error")
-        if error:
-            message = error.get("message") if isinstance(error, dict) else str(error)
-            kind = error.get("class") if isinstance(error, dict) else None
-            text = f"{kind}: {message}" if kind else str(message)
-            changes["error"] = text
-            if result.state is TaskState.SUCCEEDED:
-                changes["state"] = TaskState.FAILED
-                changes["exit_code"] = result.exit_code if result.exit_code else 1
+        for field in ("store_params", "export_params"):
+            params = data.get(field)
+            if params is None:
+                continue
+            if isinstance(params, dict):
+                changes[field] = {**getattr(result, field), **params}
+            else:
+                error = f"output.json: {field} must be a JSON object, got {_json_type(params)}"
+        if data.get("error"):
+            error = data["error"]
+    if error:
+        changes["error"] = _error_text(error)
+        if result.state is TaskState.SUCCEEDED:
+            changes["state"] = TaskState.FAILED
+            changes["exit_code"] = result.exit_code if result.exit_code else 1
     out_dir = os.path.join(io_path, OUTPUTS_DIR)
     if os.path.isdir(out_dir):
         files = []
@@ -54,3 +58,26 @@ def read_outputs(result: Result, io_path: str) -> Result:
                 files.append(os.path.relpath(os.path.join(root, name), io_path))
         changes["output_files"] = tuple(sorted(files))
     return attrs.evolve(result, **changes) if changes else result
+
+
+def _error_text(error: object) -> str:
+    """Digdag's ``{"message": ..., "class": ...}`` (or a plain string) as one line of text."""
+    if not isinstance(error, dict):
+        return str(error)
+    message = error.get("message")
+    kind = error.get("class")
+    if kind and message:
+        return f"{kind}: {message}"
+    return str(message or kind or error)
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else type(value).__name__

@@ -16,6 +16,7 @@ import pluggy
 
 from offload import _builtin, hookspecs
 from offload.backend import Backend, BackendRegistry
+from offload.errors import PluginError
 
 ENTRY_POINT_GROUP = "offload.backends"
 DISABLE_ENV = "OFFLOAD_DISABLE_PLUGINS"
@@ -56,17 +57,46 @@ class OffloadPluginManager(pluggy.PluginManager):
         self.distributions: dict[str, tuple[str, str]] = {}
 
     def collect_backends(self) -> BackendRegistry:
-        """Ask every plugin to register its backends (once per manager)."""
+        """Ask every plugin to register its backends (once per manager).
+
+        A plugin loaded from an entry point whose registration fails is unregistered and
+        recorded in ``load_errors``; the others still register. Two different classes
+        under one backend name raise :class:`PluginError` naming both.
+        """
         registry = BackendRegistry()
         for impl in self.hook.offload_register_backends.get_hookimpls():
             origin = self.get_name(impl.plugin) or repr(impl.plugin)
+            mine: list[type[Backend]] = []
 
-            def register(cls: type[Backend], _origin: str = origin) -> None:
-                registry.register(cls, _origin)
+            def register(cls: type[Backend], _origin: str = origin, _mine: list[type[Backend]] = mine) -> None:
+                name = getattr(cls, "name", None)
+                other = registry.get(name) if isinstance(name, str) else None
+                if isinstance(name, str) and other is not None and other is not cls:
+                    raise PluginError(
+                        f"backend {name!r} is registered twice: by plugin {registry.origin(name)!r} "
+                        f"({_qualname(other)}) and by plugin {_origin!r} ({_qualname(cls)})"
+                    )
+                _mine.append(cls)
 
-            impl.function(register=register)
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as e:  # a broken plugin is reported, the rest load
+                if origin not in self.distributions:
+                    raise
+                self._drop(origin, impl.plugin, f"offload_register_backends failed: {type(e).__name__}: {e}")
+                continue
+            for cls in mine:
+                registry.register(cls, origin)
         self.backends = registry
         return registry
+
+    def _drop(self, name: str, plugin: object, error: str) -> None:
+        """Unregister a broken entry-point plugin and record why."""
+        dist_name = self.distributions.pop(name, ("?", ""))[0]
+        self.load_errors.append(PluginLoadError(name, dist_name, error))
+        self.unregister(plugin, name=name)
 
     def plugin_infos(self) -> list[PluginInfo]:
         infos = []
@@ -131,9 +161,26 @@ def _load_entry_points(pm: OffloadPluginManager) -> None:
         dist_name = dist.metadata["Name"] if dist is not None else "?"
         try:
             plugin = ep.load()
+            pm.register(plugin, name=ep.name)
         except Exception as e:  # noqa: BLE001 - any import failure is reported, the rest load
             pm.load_errors.append(PluginLoadError(ep.name, dist_name, f"{type(e).__name__}: {e}"))
             continue
-        pm.register(plugin, name=ep.name)
-        if dist is not None:
-            pm.distributions[ep.name] = (dist_name, dist.version)
+        pm.distributions[ep.name] = (dist_name, dist.version if dist is not None else "?")
+        unknown = _unknown_hooks(pm, plugin)
+        if unknown:
+            pm._drop(ep.name, plugin, f"implements unknown hook(s): {', '.join(unknown)}")
+
+
+def _unknown_hooks(pm: OffloadPluginManager, plugin: object) -> list[str]:
+    """Hooks ``plugin`` implements that no spec declares (``check_pending`` would fail them all)."""
+    unknown = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.has_spec():
+            continue
+        if any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls()):
+            unknown.append(caller.name)
+    return sorted(unknown)
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"

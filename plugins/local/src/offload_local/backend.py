@@ -26,12 +26,35 @@ import attrs
 from offload import Backend, BackendError, Handle, Health, Result, Status, TaskRequest, TaskState
 from offload_local import files
 
-#: Runs "$@" with output appended to the log, then records the exit code atomically.
+#: The wrapper: writes its pid, sends all output to the log, and records the exit code
+#: with one write when it exits (builtins only: an external ``mv`` would cost a fork
+#: and an exec per task; readers take the code once its line is complete).
+#: A script for this same shell (``sh -c SCRIPT`` or ``sh FILE``, which is what ``sh>``
+#: runs) runs inline in the wrapper, so a task costs no more processes than running it
+#: directly; an EXIT trap records its code, and should the script replace that trap,
+#: the driver records the code from ``waitpid`` (it is the wrapper's parent). Any other
+#: command runs as the wrapper's child.
 WRAPPER = (
-    'log=$1; code_file=$2; printf "%s" $$ >"$3"; shift 3; '
-    '"$@" >>"$log" 2>&1 </dev/null; c=$?; '
-    'printf "%s" "$c" >"$code_file.tmp" && mv "$code_file.tmp" "$code_file"'
+    '__offload_code=$2; printf "%s" $$ >"$3"; __offload_mode=$4; exec >>"$1" 2>&1; shift 4; '
+    'trap \'printf "%s\\n" $? >"$__offload_code"\' EXIT; '
+    'case $__offload_mode in '
+    'c) __offload_script=$1; shift; [ $# -gt 0 ] && shift; unset __offload_mode; eval "$__offload_script" ;; '
+    'f) __offload_file=$1; shift; unset __offload_mode; . "$__offload_file" ;; '
+    '*) "$@" ;; '
+    "esac"
 )
+
+
+def _wrapper_mode(shell: str, argv: Sequence[str]) -> tuple[str, list[str]]:
+    """How the wrapper runs ``argv``: inline when it is a script for the wrapper's own shell."""
+    if argv and os.path.realpath(argv[0]) == os.path.realpath(shell):
+        if len(argv) >= 3 and argv[1] == "-c":
+            return "c", list(argv[2:])
+        if len(argv) >= 2 and not argv[1].startswith("-"):
+            script = argv[1] if "/" in argv[1] else f"./{argv[1]}"  # `.` would search $PATH
+            return "f", [script, *argv[2:]]
+    return "x", list(argv)
+
 
 KILL_AFTER = 5.0  # seconds between SIGTERM and SIGKILL on timeout
 
@@ -43,26 +66,32 @@ class LocalConfig:
     shell: str = "/bin/sh"
 
 
-def _process_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (Linux), to tell a reused pid from ours."""
+def _is_our_wrapper(pid: int, io_path: str) -> bool:
+    """Whether ``pid`` is the wrapper of the task in ``io_path``, not a reused pid (Linux)."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return files.path(io_path, files.EXIT).encode() in f.read()
+    except OSError:
+        return True  # no /proc here: trust the pid
 
 
-def _group_alive(pgid: int, start_time: str | None) -> bool:
+def _pid_alive(pid: int, io_path: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _is_our_wrapper(pid, io_path)
+
+
+def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    if start_time is not None:
-        now = _process_start_time(pgid)
-        if now is not None and now != start_time:
-            return False
     return True
 
 
@@ -83,15 +112,17 @@ class LocalBackend(Backend):
     def __init__(self, config: Any = None, context: Any = None) -> None:
         super().__init__(config, context)
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._base_env = dict(os.environ)
 
     def submit(self, request: TaskRequest) -> Handle:
         io_path = request.io_path
         os.makedirs(io_path, exist_ok=True)
         for stale in (files.EXIT, files.CANCEL, files.TIMEOUT, files.LOG, files.PID):
             files.remove(io_path, stale)
-        env = {**os.environ, **request.env}
+        env = {**self._base_env, **request.env} if request.env else None
         paths = [files.path(io_path, name) for name in (files.LOG, files.EXIT, files.PID)]
-        argv = [self.config.shell, "-c", WRAPPER, "offload-local", *paths, *request.argv]
+        mode, command = _wrapper_mode(self.config.shell, request.argv)
+        argv = [self.config.shell, "-c", WRAPPER, "offload-local", *paths, mode, *command]
         started = time.time()
         try:
             proc = subprocess.Popen(
@@ -111,7 +142,6 @@ class LocalBackend(Backend):
     def _handle(self, request: TaskRequest, pgid: int, started: float) -> Handle:
         state = {
             "pgid": pgid,
-            "start_time": _process_start_time(pgid),
             "started_at": started,
             "log_offset": 0,
             "timeout": request.timeout,
@@ -131,12 +161,16 @@ class LocalBackend(Backend):
     def _poll_one(self, handle: Handle) -> Status:
         io_path = handle.io_path
         pgid = int(handle.state["pgid"])
-        self._reap(pgid)
         code = files.read_exit_code(io_path)
-        alive = code is None and _group_alive(pgid, handle.state.get("start_time"))
+        alive = code is None and self._alive(io_path, pgid)
         finished = code is not None or not alive
+        if finished and code is None:
+            code = files.read_exit_code(io_path)  # written between the two looks
         lines, offset = files.read_new_lines(io_path, int(handle.state.get("log_offset", 0)), final=finished)
-        new_handle = handle.with_state(log_offset=offset) if offset != handle.state.get("log_offset") else None
+        changes: dict[str, Any] = {}
+        if offset != handle.state.get("log_offset"):
+            changes["log_offset"] = offset
+        new_handle = handle.with_state(**changes) if changes else None
         if not finished:
             self._enforce_limits(handle)
             return Status(TaskState.RUNNING, logs=lines, handle=new_handle)
@@ -170,10 +204,24 @@ class LocalBackend(Backend):
             if deadline is not None and now >= deadline:
                 _signal_group(pgid, signal.SIGKILL)
 
-    def _reap(self, pgid: int) -> None:
+    def _alive(self, io_path: str, pgid: int) -> bool:
+        """Whether the task still runs: its wrapper does, or, once it was told to stop,
+        any process of its group does (so one that ignores SIGTERM still gets SIGKILL)."""
         proc = self._children.get(pgid)
-        if proc is not None and proc.poll() is not None:
-            del self._children[pgid]
+        if proc is not None:
+            wrapper_alive = proc.poll() is None
+            if not wrapper_alive:
+                del self._children[pgid]
+                if files.read_exit_code(io_path) is None and proc.returncode is not None:
+                    # The script replaced the wrapper's EXIT trap, or a signal ended it.
+                    code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+                    files.write_exit_code(io_path, code)
+        else:
+            wrapper_alive = _pid_alive(pgid, io_path)
+        if wrapper_alive:
+            return True
+        stopping = files.exists(io_path, files.CANCEL) or files.exists(io_path, files.TIMEOUT)
+        return stopping and _group_alive(pgid)
 
     def wait(self, handles: Sequence[Handle], timeout: float) -> None:
         """Sleep up to ``timeout``, waking as soon as one of the tasks' wrappers exits."""

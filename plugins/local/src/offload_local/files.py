@@ -31,11 +31,23 @@ def remove(io_path: str, name: str) -> None:
 
 
 def read_exit_code(io_path: str) -> int | None:
+    """The recorded exit code; ``None`` until the wrapper has written the whole line."""
     try:
         with open(path(io_path, EXIT), encoding="ascii") as f:
-            return int(f.read().strip())
-    except (FileNotFoundError, ValueError):
+            text = f.read()
+    except FileNotFoundError:
         return None
+    if not text.endswith("\n"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def write_exit_code(io_path: str, code: int) -> None:
+    with open(path(io_path, EXIT), "w", encoding="ascii") as f:
+        f.write(f"{code}\n")
 
 
 def read_pid(io_path: str) -> int | None:

@@ -1,0 +1,92 @@
+"""Running a workflow file from Python: what ``offload run`` does, for embedding tools."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from offload.api import Executor
+from offload.errors import UsageError
+from offload.journal import Journal
+from offload.params import session_params
+from offload.plan import check_workflow
+from offload.runner import SUCCEEDED, Node, Run
+from offload.workflow import Workflow, load_workflow
+
+
+@attrs.frozen
+class RunOutcome:
+    """How a run ended: its id, its state, and the tree of tasks with their results."""
+
+    run_id: str
+    state: str
+    resumed: bool
+    root: Node
+
+
+def session_params_for(workflow: Workflow, params: Mapping[str, Any], session_time: str | None, session_id: str) -> dict[str, Any]:
+    """The built-in params of a session in the workflow's time zone, plus ``params``."""
+    if session_time:
+        try:
+            when = dt.datetime.fromisoformat(session_time)
+        except ValueError:
+            raise UsageError(f"session time {session_time!r}: expected an ISO 8601 time such as 2026-01-31T00:00:00+00:00") from None
+    else:
+        when = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    try:
+        from zoneinfo import ZoneInfo
+
+        zone = ZoneInfo(workflow.timezone)
+    except (ValueError, KeyError, ImportError):
+        raise UsageError(f"{os.path.basename(workflow.path)}: timezone: unknown time zone {workflow.timezone!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=zone)
+    return {**session_params(session_id, when.astimezone(zone), workflow.timezone, workflow.project_dir), **params}
+
+
+def _quiet(task: str, message: str) -> None:
+    pass
+
+
+def run_workflow(
+    path: str,
+    executor: Executor,
+    *,
+    params: Mapping[str, Any] | None = None,
+    rerun: bool = False,
+    session_time: str | None = None,
+    on_log: Callable[[str, str], None] = _quiet,
+    on_event: Callable[[str, str], None] = _quiet,
+) -> RunOutcome:
+    """Run the workflow at ``path``, resuming its last run unless that one succeeded.
+
+    Everything is checked before anything is launched; a problem raises
+    :class:`offload.ConfigError`. ``on_log(task, line)`` gets every log line as it comes,
+    ``on_event(task, message)`` every start, finish, retry and skip.
+    """
+    workflow = load_workflow(path)
+    journal = Journal(workflow.project_dir)
+    try:
+        previous = None if rerun else journal.latest_run(workflow.path)
+        resume = previous is not None and previous.state != SUCCEEDED
+        if resume and previous is not None:
+            session_time = previous.session_time
+        session = session_params_for(workflow, params or {}, session_time, previous.run_id if resume and previous else "new")
+        check_workflow(workflow, executor.backends, session)
+        if resume and previous is not None:
+            run_id = previous.run_id
+            journal.reopen_run(run_id)
+        else:
+            run_id = journal.start_run(workflow.path, session["session_time"]).run_id
+        session["session_id"] = run_id
+        on_event("run", f"{'resuming' if resume else 'starting'} run {run_id} of {workflow.name}")
+        run = Run(workflow, executor, journal, run_id, session, on_log, on_event)
+        state = run.execute()
+        journal.finish_run(run_id, state)
+        return RunOutcome(run_id, state, resume, run.root)
+    finally:
+        journal.close()

@@ -1,0 +1,135 @@
+"""Workflow semantics through the public ``offload.run_workflow`` API, on the local backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import offload
+from offload.runner import Node
+
+
+def run(tmp_path: Path, text: str, plugins: tuple[Any, ...] = (), **kwargs: Any) -> tuple[offload.RunOutcome, list[tuple[str, str]], list[tuple[str, str]]]:
+    (tmp_path / "flow.dig").write_text(text)
+    logs: list[tuple[str, str]] = []
+    events: list[tuple[str, str]] = []
+    pm = offload.make_plugin_manager(plugins, disabled={"docker", "ecs"})
+    with offload.Executor({"command_executor": {"type": "local"}}, plugin_manager=pm) as executor:
+        outcome = offload.run_workflow(
+            str(tmp_path / "flow.dig"), executor, on_log=lambda t, line: logs.append((t, line)), on_event=lambda t, m: events.append((t, m)), **kwargs
+        )
+    return outcome, logs, events
+
+
+def lines(logs: list[tuple[str, str]], task: str) -> list[str]:
+    return [line for t, line in logs if t == task]
+
+
+def states(root: Node) -> dict[str, str]:
+    return {n.task.name: n.state for n in root.operator_nodes()}
+
+
+def test_children_run_in_order_and_stop_at_the_first_failure(tmp_path: Path) -> None:
+    outcome, _, _ = run(tmp_path, "+a:\n  sh>: echo a >> order\n+b:\n  sh>: exit 4\n+c:\n  sh>: echo c >> order\n")
+    assert outcome.state == "failed"
+    assert (tmp_path / "order").read_text() == "a\n"
+    assert states(outcome.root) == {"+flow+a": "succeeded", "+flow+b": "failed", "+flow+c": "pending"}
+
+
+def test_parallel_children_run_at_the_same_time(tmp_path: Path) -> None:
+    # each child waits for the other's file: only a parallel run can finish
+    text = (
+        "+both:\n  _parallel: true\n"
+        "  +x:\n    sh>: touch x; i=0; while [ ! -f y ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; test -f y\n"
+        "  +y:\n    sh>: touch y; i=0; while [ ! -f x ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; test -f x\n"
+    )
+    outcome, _, _ = run(tmp_path, text)
+    assert outcome.state == "succeeded"
+
+
+def test_export_env_and_param_substitution(tmp_path: Path) -> None:
+    text = (
+        "_export:\n  who: world\n  n: 3\n"
+        "+g:\n  _export:\n    who: group\n  _env:\n    GREETING: hi ${who}\n"
+        "  +t:\n    sh>: echo \"$GREETING ${who} ${n} $n ${task_name}\"\n"
+    )
+    outcome, logs, _ = run(tmp_path, text)
+    assert outcome.state == "succeeded"
+    assert lines(logs, "+flow+g+t") == ["hi group group 3 3 +flow+g+t"]
+
+
+def test_store_and_export_params_flow_to_later_tasks(tmp_path: Path) -> None:
+    (tmp_path / "tasks.py").write_text("import offload_env\n\ndef produce(base):\n    offload_env.store(total=int(base) * 2)\n    offload_env.export(note='exported')\n")
+    text = "+produce:\n  py>: tasks.produce\n  base: 21\n+consume:\n  sh>: echo ${total} ${note}\n"
+    outcome, logs, _ = run(tmp_path, text)
+    assert outcome.state == "succeeded", logs
+    assert lines(logs, "+flow+consume") == ["42 exported"]
+
+
+def test_retry_runs_a_failing_task_again(tmp_path: Path) -> None:
+    text = "+flaky:\n  _retry: 2\n  sh>: echo x >> tries; test $(wc -l < tries) -ge 3\n"
+    outcome, _, events = run(tmp_path, text)
+    assert outcome.state == "succeeded"
+    assert (tmp_path / "tries").read_text().count("x") == 3
+    assert ("+flow+flaky", "failed (exit code 1); retry 1 of 2") in events
+
+
+def test_retry_of_a_group_reruns_its_children(tmp_path: Path) -> None:
+    text = "+g:\n  _retry: 1\n  +one:\n    sh>: echo one >> log\n  +two:\n    sh>: echo two >> log; test $(wc -l < log) -ge 4\n"
+    outcome, _, _ = run(tmp_path, text)
+    assert outcome.state == "succeeded"
+    assert (tmp_path / "log").read_text().split() == ["one", "two", "one", "two"]
+
+
+def test_error_tasks_run_with_the_error_and_the_run_still_fails(tmp_path: Path) -> None:
+    text = "_error:\n  +notify:\n    sh>: echo \"notified ${error.task_name}\"\n+broken:\n  sh>: exit 7\n"
+    outcome, logs, _ = run(tmp_path, text)
+    assert outcome.state == "failed"
+    assert lines(logs, "+flow^error+notify") == ["notified +flow"]
+
+
+def test_unknown_param_after_a_storing_task_fails_that_task_without_launching_it(tmp_path: Path) -> None:
+    outcome, _, _ = run(tmp_path, "+a:\n  sh>: 'true'\n+b:\n  sh>: echo ${never_stored}\n")
+    assert outcome.state == "failed"
+    node = next(n for n in outcome.root.operator_nodes() if n.task.name == "+flow+b")
+    assert node.result is not None and node.backend is None
+    assert "unknown param 'never_stored'" in (node.result.error or "")
+
+
+def test_py_error_fails_the_task_with_the_exception(tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_text("def go():\n    raise RuntimeError('boom')\n")
+    outcome, _, events = run(tmp_path, "+t:\n  py>: bad.go\n")
+    assert outcome.state == "failed"
+    assert any("RuntimeError: boom" in m for t, m in events if t == "+flow+t")
+
+
+def test_timeout_param_fails_a_slow_task(tmp_path: Path) -> None:
+    outcome, _, events = run(tmp_path, "+slow:\n  timeout: 1\n  sh>: sleep 60\n")
+    assert outcome.state == "failed"
+    assert ("+flow+slow", "failed: timed out after 1 s") in events
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.finished: list[tuple[str, str, str]] = []
+
+    @offload.hookimpl
+    def offload_task_finished(self, task_name: str, backend_name: str, result: offload.Result) -> None:
+        self.finished.append((task_name, backend_name, result.state.value))
+
+
+def test_offload_task_finished_is_called_once_per_finished_task(tmp_path: Path) -> None:
+    recorder = Recorder()
+    outcome, _, _ = run(tmp_path, "+a:\n  sh>: 'true'\n+b:\n  sh>: exit 2\n", plugins=(recorder,))
+    assert outcome.state == "failed"
+    assert recorder.finished == [("+flow+a", "local", "succeeded"), ("+flow+b", "local", "failed")]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Tokyo"])
+def test_session_params_follow_the_workflow_time_zone(tmp_path: Path, zone: str) -> None:
+    text = f"timezone: {zone}\n+t:\n  sh>: echo ${{session_time}} ${{session_date}}\n"
+    _, logs, _ = run(tmp_path, text, session_time="2026-01-31T20:00:00+00:00")
+    expected = "2026-01-31T20:00:00+00:00 2026-01-31" if zone == "UTC" else "2026-02-01T05:00:00+09:00 2026-02-01"
+    assert lines(logs, "+flow+t") == [expected]
