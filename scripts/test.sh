@@ -7,6 +7,15 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 venv=${OFFLOAD_VENV:-$root/.venv}
 
+# Ruby runs the rb> tests (Debian's package; the machine may not have it yet).
+if ! command -v ruby >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ruby >/dev/null
+  else
+    echo "ruby is missing and cannot be installed here (needs apt-get as root)" >&2
+  fi
+fi
+
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi

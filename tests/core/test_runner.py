@@ -61,7 +61,8 @@ def test_export_env_and_param_substitution(tmp_path: Path) -> None:
 
 
 def test_store_and_export_params_flow_to_later_tasks(tmp_path: Path) -> None:
-    (tmp_path / "tasks.py").write_text("import offload_env\n\ndef produce(base):\n    offload_env.store(total=int(base) * 2)\n    offload_env.export(note='exported')\n")
+    code = "import offload_env\n\ndef produce(base):\n    offload_env.store(total=int(base) * 2)\n    offload_env.export(note='exported')\n"
+    (tmp_path / "tasks.py").write_text(code)
     text = "+produce:\n  py>: tasks.produce\n  base: 21\n+consume:\n  sh>: echo ${total} ${note}\n"
     outcome, logs, _ = run(tmp_path, text)
     assert outcome.state == "succeeded", logs
