@@ -195,6 +195,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_status
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        import os
+
+        if os.environ.get("OFFLOAD_DEBUG"):
+            raise
+        print(f"offload: error: unexpected {type(e).__name__}: {e} (set OFFLOAD_DEBUG=1 to see where)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -70,6 +70,13 @@ def build_tree(task: Task) -> Node:
     return Node(task, [build_tree(child) for child in task.children])
 
 
+def _describe(error: BaseException) -> str:
+    """A one-line reason: offload's own errors as they are, others with their type."""
+    if isinstance(error, (OffloadError, UnknownParam)):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
 def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip("+")).strip("_") or "task"
 
@@ -104,6 +111,7 @@ class Run:
         self.signals = 0
         self.signals_handled = 0
         self.interval = AdaptiveInterval()
+        self.poll_failures = 0
 
     def _index_parents(self, node: Node) -> None:
         for child in node.children:
@@ -162,7 +170,14 @@ class Run:
 
     def poll_once(self) -> None:
         nodes = list(self.running)
-        statuses = self.executor.poll([self.running[n] for n in nodes])
+        try:
+            statuses = self.executor.poll([self.running[n] for n in nodes])
+        except Exception as e:  # noqa: BLE001 - a backend that cannot answer now may answer later
+            self.poll_failures += 1
+            if self.poll_failures in (1, 10) or self.poll_failures % 100 == 0:
+                self.on_event("run", f"polling failed ({type(e).__name__}: {e}); retrying (interrupt to cancel the run)")
+            return
+        self.poll_failures = 0
         for node, status in zip(nodes, statuses, strict=True):
             if status.handle is not None and status.handle != self.running[node]:
                 self.running[node] = status.handle
@@ -179,8 +194,8 @@ class Run:
         handle = self.running.pop(node)
         try:
             result = self.executor.collect(handle)
-        except OffloadError as e:
-            result = Result(state=TaskState.FAILED, error=f"cannot collect the result: {e}", finished_at=time.time())
+        except Exception as e:  # noqa: BLE001 - the task fails with the reason; the run goes on
+            result = Result(state=TaskState.FAILED, error=f"cannot collect the result: {_describe(e)}", finished_at=time.time())
         self.journal.finished(self.run_id, node.task.name, node.attempt, handle.task_id, handle.backend, result)
         self.executor.pm.hook.offload_task_finished(task_name=node.task.name, backend_name=handle.backend, result=result)
         node.handle, node.result = handle, result
@@ -324,8 +339,8 @@ class Run:
             if handle is None:
                 self.journal.submitting(self.run_id, name, node.attempt, task_id, backend)
                 handle = self.executor.pm.hook.offload_submit_task(backend=self.executor.backends.get(backend), request=request)
-        except (OffloadError, UnknownParam) as e:
-            result = Result(state=TaskState.FAILED, error=str(e), started_at=time.time(), finished_at=time.time())
+        except Exception as e:  # noqa: BLE001 - the task fails with the reason; the run goes on
+            result = Result(state=TaskState.FAILED, error=_describe(e), started_at=time.time(), finished_at=time.time())
             self.journal.finished(self.run_id, name, node.attempt, task_id, None, result)
             node.result = result
             self.finish(node, FAILED, result)
