@@ -8,11 +8,13 @@ it is submitted again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -80,6 +82,17 @@ class Journal:
 
     def close(self) -> None:
         self.db.close()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group the writes of one poll cycle into one transaction."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     # runs
     def latest_run(self, workflow: str) -> RunRecord | None:

@@ -178,10 +178,13 @@ class Run:
                 self.on_event("run", f"polling failed ({type(e).__name__}: {e}); retrying (interrupt to cancel the run)")
             return
         self.poll_failures = 0
+        moved = [(n, s.handle) for n, s in zip(nodes, statuses, strict=True) if s.handle is not None and s.handle != self.running[n]]
+        if moved:
+            with self.journal.batch():
+                for node, handle in moved:
+                    self.running[node] = handle
+                    self.journal.update_handle(self.run_id, node.task.name, node.attempt, handle)
         for node, status in zip(nodes, statuses, strict=True):
-            if status.handle is not None and status.handle != self.running[node]:
-                self.running[node] = status.handle
-                self.journal.update_handle(self.run_id, node.task.name, node.attempt, status.handle)
             for line in status.logs:
                 self.on_log(node.task.name, line)
             if status.logs:
