@@ -67,12 +67,17 @@ class LocalConfig:
 
 
 def _is_our_wrapper(pid: int, io_path: str) -> bool:
-    """Whether ``pid`` is the wrapper of the task in ``io_path``, not a reused pid (Linux)."""
+    """Whether ``pid`` is the wrapper of the task in ``io_path``, not a reused pid (Linux).
+
+    An empty command line means the process is between fork and exec (``Popen`` can
+    return in that window) or is a zombie: neither is a reused pid, so it counts as ours.
+    """
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return files.path(io_path, files.EXIT).encode() in f.read()
+            cmdline = f.read()
     except OSError:
         return True  # no /proc here: trust the pid
+    return not cmdline or files.path(io_path, files.EXIT).encode() in cmdline
 
 
 def _pid_alive(pid: int, io_path: str) -> bool:
