@@ -106,10 +106,12 @@ class Backend(abc.ABC):
         """
         return None
 
-    def collect_garbage(self, tracked: Sequence[Handle], dry_run: bool = False) -> list[str]:
+    def collect_garbage(self, tracked: Sequence[Handle], dry_run: bool = False, project_dir: str | None = None) -> list[str]:
         """Remove what offload left behind on this backend that no journal tracks.
 
-        :param tracked: handles of tasks some journal still tracks; keep those.
+        :param tracked: handles of tasks the project's journal still tracks; keep those.
+        :param dry_run: only say what would be removed.
+        :param project_dir: the project whose leftovers to remove (default: the current directory).
         :return: one line per thing removed (or that would be, with ``dry_run``).
         """
         return []

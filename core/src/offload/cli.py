@@ -168,7 +168,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         tracked = journal.tracked_handles()
         journal.close()
     for name in backends.pm.backends.names():
-        for line in backends.get(name).collect_garbage(tracked, dry_run=args.dry_run):
+        for line in backends.get(name).collect_garbage(tracked, dry_run=args.dry_run, project_dir=os.path.abspath(args.project)):
             print(f"{name}: {'would remove' if args.dry_run else 'removed'} {line}")
     return 0
 

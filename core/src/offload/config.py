@@ -194,7 +194,7 @@ class SystemConfig:
     """The parsed system config: backend choice and the raw section of each backend.
 
     Sections are parsed later by each backend's own ``config_type`` (see
-    :func:`offload.selection.parse_backend_configs`), because the core does not know them.
+    :meth:`offload.Backend.parse_config`), because the core does not know them.
     """
 
     source: str = "(defaults)"

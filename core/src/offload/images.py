@@ -34,20 +34,26 @@ def default_dockerfile(spec: ImageSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def spec_digest(spec: ImageSpec) -> str:
-    """A stable hash of everything that changes the built image."""
-    payload = json.dumps(
-        {"image": spec.image, "build": list(spec.build), "build_options": list(spec.build_options)},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+def spec_digest(spec: ImageSpec, dockerfile: str | None = None) -> str:
+    """A stable hash of everything that changes the built image.
+
+    With ``dockerfile`` (the text ``offload_dockerfile`` rendered), the hash covers that
+    text instead of the build lines, so a plugin that renders differently, or a new
+    default rendering, never reuses an image built from another Dockerfile.
+    """
+    content: dict[str, object] = {"image": spec.image, "build_options": list(spec.build_options)}
+    if dockerfile is None:
+        content["build"] = list(spec.build)
+    else:
+        content["dockerfile"] = dockerfile
+    payload = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def image_tag(spec: ImageSpec) -> str:
-    """The tag a built image gets: ``offload-image:<first 16 hex digits of the spec hash>``.
+def image_tag(spec: ImageSpec, dockerfile: str | None = None) -> str:
+    """The tag a built image gets: ``offload-image:<first 16 hex digits of the hash>``.
 
-    Specs that differ in anything that changes the image get different tags, so an
-    image with the tag present is never rebuilt.
+    Pass the rendered ``dockerfile`` when building: specs whose Dockerfiles or build
+    options differ get different tags, so an image with its tag present is never rebuilt.
     """
-    return f"{TAG_REPOSITORY}:{spec_digest(spec)[:16]}"
+    return f"{TAG_REPOSITORY}:{spec_digest(spec, dockerfile)[:16]}"

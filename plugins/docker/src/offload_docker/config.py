@@ -1,0 +1,114 @@
+"""The Docker backend's two configs: the system section and a task's ``docker:`` keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+import offload
+from offload import Problem, TaskRequest
+from offload_docker.engine import describe_engine_value
+from offload_docker.options import BuildOptions, RunOptions, parse_build_options, parse_run_options
+
+
+@attrs.frozen
+class DockerSystemConfig:
+    """``command_executor.docker`` in the system config.
+
+    ``host``: the default engine address (``unix://``, ``tcp://``, ``ssh://``); empty means
+    ``$DOCKER_HOST`` or the local socket. ``stop_grace``: seconds between SIGTERM and
+    SIGKILL when a task times out. ``init``: run an init process as PID 1, so the command
+    gets signals and its zombies are reaped. ``images``: images ``offload check docker``
+    looks for.
+    """
+
+    host: str = ""
+    stop_grace: float = 10.0
+    init: bool = True
+    images: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class DockerTaskConfig:
+    """A task's ``docker:`` keys, as Digdag names them.
+
+    ``selinux`` is typed ``Any`` because it takes ``true``/``false`` (Digdag's) or the
+    relabel letter ``z``/``Z``; :func:`selinux_suffix` checks it.
+    """
+
+    image: str | None = None
+    docker: str = "docker"
+    run_options: tuple[str, ...] = ()
+    pull_always: bool = False
+    selinux: Any = False
+    build: tuple[str, ...] = ()
+    build_options: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class TaskSettings:
+    """Everything the backend needs from a task's ``docker:`` keys, checked."""
+
+    image: str
+    engine: str | None
+    run: RunOptions
+    build: BuildOptions
+    spec: offload.ImageSpec
+    pull_always: bool
+    relabel: str
+
+
+def where(task: TaskRequest) -> str:
+    return f"task {task.task_id}: docker"
+
+
+def selinux_suffix(value: Any) -> str | None:
+    """The bind-mount relabel option for ``selinux``: ``''``, ``'z'`` or ``'Z'``; None if invalid."""
+    if value in ("z", "Z"):
+        return str(value)
+    if isinstance(value, bool):
+        return "Z" if value else ""
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "false", "no", "off"):
+        return "Z" if value.strip().lower() in ("true", "yes", "on") else ""
+    return None
+
+
+def parse_task(task: TaskRequest) -> tuple[TaskSettings | None, list[Problem]]:
+    """The task's settings, or ``None`` and why not.
+
+    No ``docker:`` or no ``image`` is a non-fatal problem ("not configured": selection
+    moves on, as Digdag falls back to local); anything malformed is fatal.
+    """
+    at = where(task)
+    raw = task.executor_config.get("docker")
+    if raw is None:
+        return None, [Problem(at, "not configured for this task (no docker: keys)")]
+    parsed, problems = offload.structure_strict(DockerTaskConfig, raw, at)
+    if parsed is None:
+        return None, problems
+    if not parsed.image:
+        return None, [Problem(f"{at}.image", "not set, so the task does not run in Docker")]
+    relabel = selinux_suffix(parsed.selinux)
+    if relabel is None:
+        problems.append(Problem(f"{at}.selinux", f"must be true, false, z or Z, got {parsed.selinux!r}", fatal=True))
+    engine, engine_problem = describe_engine_value(parsed.docker)
+    if engine_problem:
+        problems.append(Problem(f"{at}.docker", engine_problem, fatal=True))
+    run, run_problems = parse_run_options(parsed.run_options)
+    problems.extend(Problem(f"{at}.run_options", p, fatal=True) for p in run_problems)
+    build, build_problems = parse_build_options(parsed.build_options)
+    problems.extend(Problem(f"{at}.build_options", p, fatal=True) for p in build_problems)
+    if problems:
+        return None, problems
+    spec = offload.ImageSpec(image=parsed.image, build=parsed.build, build_options=parsed.build_options)
+    settings = TaskSettings(
+        image=parsed.image,
+        engine=engine,
+        run=run,
+        build=build,
+        spec=spec,
+        pull_always=parsed.pull_always,
+        relabel=relabel or "",
+    )
+    return settings, []

@@ -1,0 +1,225 @@
+"""Getting a task's image onto the engine: present, pulled, or built once.
+
+A spec with ``build`` lines is built under the content-addressed tag
+``offload.image_tag(spec, dockerfile)``; an image with that tag is never rebuilt. Builds of one
+tag are serialised by a lock per tag, within the process (threads) and across
+processes on this machine (a file lock), and the tag is looked up again once the lock
+is held, so two tasks needing the same new image build it once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import fcntl
+import hashlib
+import io
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import docker
+import docker.errors
+
+import offload
+from offload import BackendError
+from offload_docker.config import TaskSettings
+from offload_docker.engine import short_cause
+from offload_docker.options import BuildOptions
+
+Log = Callable[[str], None]
+
+#: The engine and build options of the build in progress on this thread, for the
+#: ``offload_build_image`` hook implementation (the hook's arguments do not carry them).
+ACTIVE_BUILD: contextvars.ContextVar[tuple[docker.DockerClient, BuildOptions] | None] = contextvars.ContextVar("offload_docker_build", default=None)
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+#: Lines of a failed step's output repeated in the task's error message.
+ERROR_TAIL = 15
+
+
+@contextlib.contextmanager
+def tag_lock(engine: str, tag: str) -> Iterator[None]:
+    """Held while one tag is checked and built on one engine."""
+    key = hashlib.sha1(f"{engine}\0{tag}".encode()).hexdigest()[:20]
+    with _locks_guard:
+        lock = _locks.setdefault(key, threading.Lock())
+    lock_dir = os.path.join(tempfile.gettempdir(), "offload-docker-locks")
+    os.makedirs(lock_dir, exist_ok=True)
+    with lock, open(os.path.join(lock_dir, f"{key}.lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def present(api: Any, ref: str) -> bool:
+    try:
+        api.inspect_image(ref)
+    except docker.errors.ImageNotFound:
+        return False
+    except docker.errors.NotFound:
+        return False
+    return True
+
+
+def build_tag(spec: offload.ImageSpec, hook: Any) -> tuple[str, str]:
+    """The Dockerfile rendered for ``spec`` and the tag it is built as."""
+    dockerfile = str(hook.offload_dockerfile(spec=spec))
+    return dockerfile, offload.image_tag(spec, dockerfile)
+
+
+def ready_image(api: Any, settings: TaskSettings, hook: Any) -> str | None:
+    """The image to run when nothing needs pulling or building (one cheap lookup), else ``None``."""
+    spec = settings.spec
+    if spec.needs_build:
+        tag = build_tag(spec, hook)[1]
+        return tag if present(api, tag) else None
+    if settings.pull_always:
+        return None
+    return spec.image if present(api, spec.image) else None
+
+
+def pull(api: Any, ref: str, log: Log) -> None:
+    """Pull ``ref``, logging each layer's final status (not every progress tick)."""
+    repository, tag = _split_ref(ref)
+    try:
+        for event in api.pull(repository, tag=tag, stream=True, decode=True):
+            if "error" in event:
+                raise BackendError(f"image {ref!r} could not be pulled: {event['error']}")
+            status = event.get("status", "")
+            if status and not event.get("progressDetail"):
+                ident = event.get("id")
+                log(f"{ident}: {status}" if ident else status)
+    except docker.errors.APIError as e:
+        raise BackendError(f"image {ref!r} is not on the engine and could not be pulled: {short_cause(e)}") from None
+
+
+def _split_ref(ref: str) -> tuple[str, str | None]:
+    if "@" in ref:
+        return ref, None
+    name, sep, tag = ref.rpartition(":")
+    if sep and "/" not in tag:
+        return name, tag
+    return ref, "latest"
+
+
+def prepare(client: docker.DockerClient, engine: str, settings: TaskSettings, hook: Any, log: Log) -> str:
+    """Make the task's image available and return the reference to run."""
+    api = client.api
+    spec = settings.spec
+    if not spec.needs_build:
+        if settings.pull_always or not present(api, spec.image):
+            log(f"pulling {spec.image}")
+            pull(api, spec.image, log)
+        return spec.image
+    dockerfile, tag = build_tag(spec, hook)
+    if present(api, tag):
+        return tag
+    with tag_lock(engine, tag):
+        if present(api, tag):
+            log(f"image {tag} was built by another task meanwhile")
+            return tag
+        log(f"building image {tag} from {spec.image} ({len(spec.build)} build steps)")
+        token = ACTIVE_BUILD.set((client, settings.build))
+        try:
+            built = hook.offload_build_image(spec=spec, dockerfile=dockerfile, tag=tag, log=log)
+        finally:
+            ACTIVE_BUILD.reset(token)
+        if built is None:
+            raise BackendError(f"no plugin built image {tag} (is offload-docker's plugin disabled?)")
+        return str(built)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _StepTracker:
+    """Splits the build stream into lines, remembering the current step and its output."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self.step = "the start of the build"
+        self.output: list[str] = []
+        self.pending = ""
+
+    def feed(self, text: str) -> None:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self._line(line.rstrip("\r"))
+
+    def flush(self) -> None:
+        if self.pending:
+            self._line(self.pending)
+            self.pending = ""
+
+    def _line(self, line: str) -> None:
+        line = _ANSI.sub("", line)  # the engine colours RUN steps' stderr
+        if line.startswith("Step "):
+            self.step, self.output = line, []
+        elif line.strip() and not line.startswith((" ---> ", "Removing intermediate container")):
+            self.output.append(line)
+        self.log(line)
+
+
+def declare_build_args(dockerfile: str, names: list[str]) -> str:
+    """``dockerfile`` with an ``ARG name`` after its first ``FROM`` for each build arg it
+    does not declare: without one, ``--build-arg`` values never reach the ``RUN`` lines
+    (Digdag's ``build_options: [--build-arg var1=test1]`` silently did nothing)."""
+    declared = {m.split("=", 1)[0] for m in re.findall(r"(?im)^\s*ARG\s+(\S+)", dockerfile)}
+    missing = [n for n in dict.fromkeys(names) if n not in declared]
+    if not missing:
+        return dockerfile
+    lines = dockerfile.splitlines(keepends=True)
+    at = next((i + 1 for i, line in enumerate(lines) if line.lstrip().upper().startswith("FROM ")), 0)
+    lines[at:at] = [f"ARG {name}\n" for name in missing]
+    return "".join(lines)
+
+
+def build_image(client: docker.DockerClient, dockerfile: str, tag: str, options: BuildOptions, log: Log) -> str:
+    """Build ``dockerfile`` (no context: nothing is copied in) as ``tag``, streaming its log.
+
+    A failed build raises :class:`BackendError` with the failing step, the engine's error
+    and the last lines that step printed.
+    """
+    buildargs = {k: v if v is not None else os.environ.get(k, "") for k, v in options.buildargs}
+    dockerfile = declare_build_args(dockerfile, list(buildargs))
+    kwargs: dict[str, Any] = {
+        "fileobj": io.BytesIO(dockerfile.encode()),
+        "tag": tag,
+        "rm": True,
+        "forcerm": True,
+        "decode": True,
+        "nocache": options.nocache,
+        "pull": options.pull,
+        "buildargs": buildargs or None,
+        "labels": {"offload.managed": "true", **dict(options.labels)},
+        "network_mode": options.network_mode,
+        "target": options.target,
+        "platform": options.platform,
+        "extra_hosts": dict(options.extra_hosts) or None,
+        "shmsize": options.shm_size,
+        "container_limits": dict(options.container_limits) or None,
+    }
+    tracker = _StepTracker(log)
+    try:
+        for chunk in client.api.build(**{k: v for k, v in kwargs.items() if v is not None}):
+            if "stream" in chunk:
+                tracker.feed(str(chunk["stream"]))
+            elif "error" in chunk:
+                tracker.flush()
+                tail = "\n".join(tracker.output[-ERROR_TAIL:])
+                message = str(chunk.get("error", "")).strip()
+                raise BackendError(f"image build failed at {tracker.step}: {message}" + (f"\n{tail}" if tail else ""))
+            elif chunk.get("status"):
+                log(str(chunk["status"]))
+    except docker.errors.APIError as e:
+        raise BackendError(f"image build failed at {tracker.step}: {short_cause(e)}") from None
+    tracker.flush()
+    return tag

@@ -1,0 +1,89 @@
+"""How a stopped container's state and offload's markers become a task's outcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from offload import Handle, Result, TaskState
+from offload_docker import markers
+from offload_docker.logs import parse_engine_time
+
+
+@attrs.frozen
+class Outcome:
+    state: TaskState
+    exit_code: int | None
+    error: str | None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def result(self) -> Result:
+        return Result(
+            state=self.state,
+            exit_code=self.exit_code,
+            error=self.error,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        return attrs.asdict(self, value_serializer=lambda _i, _a, v: v.value if isinstance(v, TaskState) else v)
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> Outcome:
+        return cls(
+            state=TaskState(data["state"]),
+            exit_code=data.get("exit_code"),
+            error=data.get("error"),
+            started_at=data.get("started_at"),
+            finished_at=data.get("finished_at"),
+        )
+
+
+def marker(handle: Handle, kind: str) -> str:
+    return markers.name(str(handle.state.get("submission", "")), kind)
+
+
+def cancelled(handle: Handle) -> bool:
+    return markers.exists(handle.io_path, marker(handle, markers.CANCELLED))
+
+
+def from_container(handle: Handle, state: dict[str, Any]) -> Outcome:
+    """The outcome of a container that is no longer running."""
+    task = f"task {handle.task_id}"
+    code = state.get("ExitCode")
+    times = {
+        "started_at": parse_engine_time(state.get("StartedAt")),
+        "finished_at": parse_engine_time(state.get("FinishedAt")),
+    }
+    if cancelled(handle):
+        return Outcome(TaskState.CANCELLED, code, f"{task}: cancelled", **times)
+    if markers.exists(handle.io_path, marker(handle, markers.TIMED_OUT)):
+        timeout = handle.state.get("timeout")
+        return Outcome(TaskState.FAILED, code, f"{task}: timed out after {timeout:g} s", **times)
+    if state.get("OOMKilled"):
+        return Outcome(TaskState.FAILED, code, f"{task}: killed for using more memory than its limit (exit code {code})", **times)
+    if state.get("Error"):
+        return Outcome(TaskState.FAILED, code, f"{task}: the container failed: {state['Error']}", **times)
+    if code == 0:
+        return Outcome(TaskState.SUCCEEDED, 0, None, **times)
+    return Outcome(TaskState.FAILED, code, f"{task}: command exited with code {code}", **times)
+
+
+def preparation_failed(handle: Handle) -> Outcome:
+    """The outcome of a task whose image could not be prepared, or that was cancelled first."""
+    if cancelled(handle):
+        return Outcome(TaskState.CANCELLED, None, f"task {handle.task_id}: cancelled before it started")
+    return Outcome(TaskState.FAILED, None, str(handle.state.get("error") or f"task {handle.task_id}: failed"))
+
+
+def saved(handle: Handle) -> Outcome | None:
+    """The outcome recorded when the result was collected (the container is gone since)."""
+    data = markers.read(handle.io_path, marker(handle, markers.RESULT))
+    return Outcome.from_state(data) if data and "state" in data else None
+
+
+def save(handle: Handle, outcome: Outcome) -> None:
+    markers.write(handle.io_path, marker(handle, markers.RESULT), outcome.to_state())

@@ -1,0 +1,146 @@
+"""Image building through the hooks: stable tag, built once, never rebuilt, failures reported."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+
+import offload
+from offload import TaskState
+from offload.images import default_dockerfile
+from offload.testing import make_request, wait_for
+
+Make = Callable[..., offload.Executor]
+
+
+def built_tag(spec: offload.ImageSpec) -> str:
+    """The tag the plugin builds ``spec`` as, with the core's default Dockerfile."""
+    return offload.image_tag(spec, default_dockerfile(spec))
+
+
+class BuildCounter:
+    """A plugin wrapping ``offload_build_image``: counts the builds that really ran."""
+
+    def __init__(self) -> None:
+        self.tags: list[str] = []
+
+    @offload.hookimpl(wrapper=True)
+    def offload_build_image(self, spec: offload.ImageSpec, dockerfile: str, tag: str, log: Callable[[str], None]) -> Any:
+        self.tags.append(tag)
+        return (yield)
+
+
+@pytest.fixture
+def counter() -> BuildCounter:
+    return BuildCounter()
+
+
+@pytest.fixture
+def counted(docker_executor: Make, counter: BuildCounter) -> offload.Executor:
+    return docker_executor(plugin_manager=offload.make_plugin_manager([("build-counter", counter)]))
+
+
+@pytest.fixture
+def built_images(engine: docker.DockerClient) -> Iterator[list[str]]:
+    """Tags a test builds; removed afterwards so the engine does not fill up."""
+    tags: list[str] = []
+    yield tags
+    for tag in tags:
+        try:
+            engine.images.remove(tag, force=True)
+        except docker.errors.ImageNotFound:
+            pass
+
+
+def build_config(image: str, *steps: str, options: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {"docker": {"image": image, "build": list(steps), "build_options": list(options)}}
+
+
+def test_a_built_image_gets_the_spec_tag_and_is_never_rebuilt(
+    counted: offload.Executor, counter: BuildCounter, project: Path, image: str, built_images: list[str]
+) -> None:
+    marker = uuid.uuid4().hex
+    config = build_config(image, f"echo {marker} > /built-marker", "echo second step")
+    spec = offload.ImageSpec(image=image, build=config["docker"]["build"])
+    built_images.append(built_tag(spec))
+    first, logs = wait_for(counted, counted.submit(make_request(project, "cat /built-marker", config), backend="docker"))
+    assert first.ok, logs
+    assert marker in logs
+    assert any(line.startswith("Step 2/4 : RUN echo") for line in logs), "the build log is in the task's log"
+    assert counter.tags == [built_tag(spec)]
+    second, logs = wait_for(counted, counted.submit(make_request(project, "cat /built-marker", config), backend="docker"))
+    assert second.ok
+    assert logs == [marker], "no build output: nothing was built"
+    assert counter.tags == [built_tag(spec)]
+
+
+def test_build_args_reach_the_build(counted: offload.Executor, project: Path, image: str, built_images: list[str]) -> None:
+    value = uuid.uuid4().hex
+    config = build_config(image, "echo $VAR1 > /arg", options=(f"--build-arg VAR1={value}",))
+    built_images.append(built_tag(offload.ImageSpec(image, config["docker"]["build"], config["docker"]["build_options"])))
+    result, logs = wait_for(counted, counted.submit(make_request(project, "cat /arg", {**config}), backend="docker"))
+    assert result.ok, logs
+    assert logs[-1] == value
+
+
+def test_two_tasks_needing_the_same_new_image_build_it_once(
+    counted: offload.Executor, counter: BuildCounter, project: Path, image: str, built_images: list[str]
+) -> None:
+    config = build_config(image, f"sleep 1; echo {uuid.uuid4().hex} > /once")
+    built_images.append(built_tag(offload.ImageSpec(image, config["docker"]["build"])))
+    handles = [counted.submit(make_request(project, "cat /once", config), backend="docker") for _ in range(2)]
+    results = [wait_for(counted, handle)[0] for handle in handles]
+    assert [r.state for r in results] == [TaskState.SUCCEEDED] * 2
+    assert len(counter.tags) == 1
+
+
+def test_a_failing_build_step_fails_the_task_with_the_step_and_its_output(
+    counted: offload.Executor, project: Path, image: str, engine: docker.DockerClient
+) -> None:
+    config = build_config(image, "echo fine", "echo about to fail; echo why: no such tool >&2; exit 3")
+    request = make_request(project, "true", config)
+    result, logs = wait_for(counted, counted.submit(request, backend="docker"))
+    assert result.state is TaskState.FAILED
+    error = result.error or ""
+    assert error.startswith(f"task {request.task_id}: image build failed at Step 3/4 : RUN echo about to fail; echo why: no such tool >&2; exit 3: ")
+    assert "returned a non-zero code: 3" in error
+    assert "why: no such tool" in error, "the failing step's output is in the message"
+    assert "about to fail" in logs, ("and it was in the log as it happened", logs)
+    assert engine.containers.list(all=True, filters={"label": f"offload.task-id={request.task_id}"}) == []
+    tag = built_tag(offload.ImageSpec(image, config["docker"]["build"]))
+    with pytest.raises(docker.errors.ImageNotFound):
+        engine.images.get(tag)
+
+
+def test_cancel_during_a_build_cancels_the_task_and_starts_no_container(
+    counted: offload.Executor, project: Path, image: str, engine: docker.DockerClient, built_images: list[str]
+) -> None:
+    config = build_config(image, f"sleep 3; echo {uuid.uuid4().hex}")
+    built_images.append(built_tag(offload.ImageSpec(image, config["docker"]["build"])))
+    request = make_request(project, "echo should not run", config)
+    handle = counted.submit(request, backend="docker")
+    (status,) = counted.poll([handle])
+    assert status.state is TaskState.PENDING
+    counted.cancel(handle, grace=1)
+    result, logs = wait_for(counted, handle)
+    assert result.state is TaskState.CANCELLED
+    assert "should not run" not in logs
+    assert engine.containers.list(all=True, filters={"label": f"offload.task-id={request.task_id}"}) == []
+
+
+def test_the_build_hook_builds_outside_a_task_too(engine: docker.DockerClient, image: str, built_images: list[str]) -> None:
+    pm = offload.make_plugin_manager()
+    spec = offload.ImageSpec(image=image, build=(f"echo {uuid.uuid4().hex}",))
+    tag = built_tag(spec)
+    built_images.append(tag)
+    lines: list[str] = []
+    dockerfile = pm.hook.offload_dockerfile(spec=spec)
+    assert pm.hook.offload_build_image(spec=spec, dockerfile=dockerfile, tag=tag, log=lines.append) == tag
+    assert engine.images.get(tag).labels["offload.managed"] == "true"
+    assert lines[0] == f"Step 1/3 : FROM {image}"
