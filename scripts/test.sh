@@ -28,9 +28,16 @@ done
 "$py" -m pip install --quiet --disable-pip-version-check "${dists[@]}" -r requirements-test.txt
 
 # The Docker Engine and the offline base image, when the Docker backend is in the tree.
+# Stop at the end only an engine that this run started (setup_docker.sh leaves a marker
+# with the pid of the dockerd it started; an engine someone else started is left alone).
 if [ -f scripts/setup_docker.sh ]; then
+  marker="${OFFLOAD_DOCKER_STATE:-/var/run/offload-docker}/started-by-setup"
+  before=$(cat "$marker" 2>/dev/null || true)
   bash scripts/setup_docker.sh
-  trap 'bash scripts/stop_docker.sh || true' EXIT
+  after=$(cat "$marker" 2>/dev/null || true)
+  if [ -n "$after" ] && [ "$after" != "$before" ]; then
+    trap 'bash scripts/stop_docker.sh || true' EXIT
+  fi
 fi
 
 echo "== ruff"; "$venv/bin/ruff" check .

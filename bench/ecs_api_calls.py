@@ -1,0 +1,198 @@
+"""AWS API calls and poll CPU time of the ECS backend, against a moto server on 127.0.0.1.
+
+    .venv/bin/python bench/ecs_api_calls.py [--definitions 1000] [--tasks 1000] [--cycles 5]
+
+(a) Resolving an image to its task definition among N registered definitions:
+    offload (one filtered Resource Groups Tagging call + one describe; 0 when cached)
+    against Digdag's algorithm (list every definition, then one tag call per definition
+    until the tag matches; its issue #1488), implemented here as the baseline.
+(b) describe calls per poll cycle while tracking N running tasks: offload's batched
+    describe_tasks against one call per task (Digdag polls each task on its own).
+(c) CPU time of one poll cycle at N tasks (this thread only; the moto server runs in
+    other threads), offload's poll against the per-task baseline.
+API calls are counted with botocore's ``before-call`` event hook on every client.
+Nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "ecs"))
+os.environ.update(AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+
+import boto3  # noqa: E402
+from botocore.client import BaseClient  # noqa: E402
+from ecs_harness.server import MotoServer  # noqa: E402
+from ecs_harness.world import CLUSTER, World  # noqa: E402
+from moto.moto_api import state_manager  # noqa: E402
+
+import offload  # noqa: E402
+from offload_ecs import taskdefs, tracking  # noqa: E402
+from offload_ecs.aws import Aws  # noqa: E402
+from offload_ecs.config import EcsConfig, parse_ecs_config  # noqa: E402
+
+CALLS: Counter[str] = Counter()
+
+
+def count(model: Any, **_: Any) -> None:
+    CALLS[model.name] += 1
+
+
+def counted(client: BaseClient) -> BaseClient:
+    client.meta.events.register("before-call", count)
+    return client
+
+
+class CountingAws(Aws):
+    def _make(self, service: str, region: str | None) -> BaseClient:
+        return counted(super()._make(service, region))
+
+
+def digdag_resolve(ecs: BaseClient, image: str) -> str | None:
+    """Digdag's way: list every task definition, then ask for the tags of each one."""
+    arns: list[str] = []
+    token = None
+    while True:
+        page = ecs.list_task_definitions(**({"nextToken": token} if token else {}))
+        arns.extend(page["taskDefinitionArns"])
+        token = page.get("nextToken")
+        if not token:
+            break
+    for arn in arns:
+        tags = ecs.list_tags_for_resource(resourceArn=arn)["tags"]
+        if any(t["key"] == "digdag.docker.image" and t["value"] == image for t in tags):
+            return arn
+    return None
+
+
+def calls_of(fn: Any) -> tuple[Any, int]:
+    CALLS.clear()
+    value = fn()
+    return value, sum(CALLS.values())
+
+
+def bench_resolution(world: World, config: EcsConfig, n: int) -> None:
+    images = [f"registry.example/job-{i}:{uuid.uuid4().hex[:6]}" for i in range(n)]
+    for image in images:  # both tags, so each algorithm finds its own
+        world.ecs.register_task_definition(
+            family=f"job-{uuid.uuid4().hex[:10]}",
+            containerDefinitions=[{"name": "main", "image": image, "memory": 512}],
+            tags=[{"key": "offload.docker.image", "value": image}, {"key": "digdag.docker.image", "value": image}],
+        )
+    ecs = counted(boto3.client("ecs", endpoint_url=world.url, region_name="us-east-1", aws_access_key_id="b", aws_secret_access_key="b"))
+    print(f"(a) resolving an image among {n} task definitions")
+    for label, target in (("middle", images[n // 2]), ("last", images[-1])):
+        aws = CountingAws(config)
+        taskdefs.clear_cache()
+        t0 = time.perf_counter()
+        found, ours = calls_of(lambda target=target, aws=aws: taskdefs.resolve(aws, {"docker": {"image": target}}, ("bench",)).arn)
+        ours_s = time.perf_counter() - t0
+        _, cached = calls_of(lambda target=target, aws=aws: taskdefs.resolve(aws, {"docker": {"image": target}}, ("bench",)).arn)
+        t0 = time.perf_counter()
+        theirs_arn, theirs = calls_of(lambda target=target: digdag_resolve(ecs, target))
+        theirs_s = time.perf_counter() - t0
+        assert found == theirs_arn, (found, theirs_arn)
+        print(
+            f"    image {label:6}: offload {ours} calls ({ours_s * 1000:.0f} ms), cached {cached}; "
+            f"digdag {theirs} calls ({theirs_s * 1000:.0f} ms); ratio {theirs / max(ours, 1):.0f}x fewer calls"
+        )
+
+
+def bench_polling(world: World, config: EcsConfig, n: int, cycles: int, interval: float) -> None:
+    state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**12})
+    arn = world.register(f"bench-idle-{uuid.uuid4().hex[:6]}", tag_key=None)
+    network = {"awsvpcConfiguration": {"subnets": [world.subnet], "securityGroups": [world.security_group]}}
+    arns: list[str] = []
+    while len(arns) < n:
+        response = world.ecs.run_task(cluster=CLUSTER, taskDefinition=arn, launchType="FARGATE", count=min(10, n - len(arns)), networkConfiguration=network)
+        arns.extend(t["taskArn"] for t in response["tasks"])
+    for a in arns:  # quiet tasks: their streams exist and hold nothing new
+        world.logs.create_log_stream(logGroupName="/offload/test", logStreamName=f"offload/main/{a.rsplit('/', 1)[-1]}")
+    now = time.time()
+    handles = [
+        offload.Handle(
+            "ecs",
+            f"t{i}",
+            "/tmp/bench",
+            {
+                "cluster": CLUSTER,
+                "region": "us-east-1",
+                "task_arn": a,
+                "container": "main",
+                "marker": "m",
+                "submitted_at": now,
+                "timeout": None,
+                "log_group": "/offload/test",
+                "log_region": None,
+                "log_stream": f"offload/main/{a.rsplit('/', 1)[-1]}",
+                "log_token": None,
+            },
+        )
+        for i, a in enumerate(arns)
+    ]
+    aws = CountingAws(config)
+    print(f"(b)+(c) polling {n} running tasks every {interval:g} s, {cycles} cycles after the first")
+    rows = []
+    for cycle in range(cycles + 1):
+        CALLS.clear()
+        cpu = time.thread_time()
+        wall = time.perf_counter()
+        statuses = tracking.poll(aws, config, handles, set())
+        cpu = time.thread_time() - cpu
+        wall = time.perf_counter() - wall
+        handles = [s.handle or h for s, h in zip(statuses, handles, strict=True)]
+        assert all(s.state is offload.TaskState.RUNNING for s in statuses)
+        rows.append((cycle, CALLS["DescribeTasks"], CALLS["GetLogEvents"], cpu, wall))
+        time.sleep(interval)
+    for cycle, describes, log_reads, cpu, wall in rows:
+        print(f"    cycle {cycle}: describe_tasks {describes}, get_log_events {log_reads}, CPU {cpu * 1000:.1f} ms, wall {wall * 1000:.0f} ms")
+    steady = rows[1:]
+    cpu_avg = sum(r[3] for r in steady) / len(steady)
+    describes_avg = sum(r[1] for r in steady) / len(steady)
+    ecs = counted(boto3.client("ecs", endpoint_url=world.url, region_name="us-east-1", aws_access_key_id="b", aws_secret_access_key="b"))
+    CALLS.clear()
+    cpu = time.thread_time()
+    for a in arns:  # the baseline: one describe per task and poll
+        ecs.describe_tasks(cluster=CLUSTER, tasks=[a])
+    base_cpu = time.thread_time() - cpu
+    base_calls = CALLS["DescribeTasks"]
+    print(
+        f"    (b) describe calls per cycle: offload {describes_avg:.0f}, per-task baseline {base_calls}; ratio {base_calls / max(describes_avg, 1):.0f}x fewer"
+    )
+    print(
+        f"    (c) CPU per cycle (steady): offload {cpu_avg * 1000:.1f} ms, per-task baseline {base_cpu * 1000:.0f} ms; "
+        f"ratio {base_cpu / max(cpu_avg, 1e-9):.0f}x less"
+    )
+    print(f"        first cycle (every log stream read once): {rows[0][3] * 1000:.0f} ms CPU, {rows[0][2]} get_log_events")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="API calls and poll CPU of offload-ecs against moto")
+    parser.add_argument("--definitions", type=int, default=1000)
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--cycles", type=int, default=8)
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between polls (the core's ceiling is 2)")
+    args = parser.parse_args()
+    server = MotoServer()
+    server.start()
+    try:
+        world = World(server)
+        config, problems = parse_ecs_config(world.section(), "bench")
+        assert config is not None, problems
+        bench_resolution(world, config, args.definitions)
+        bench_polling(world, config, args.tasks, args.cycles, args.interval)
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

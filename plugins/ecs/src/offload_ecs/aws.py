@@ -1,0 +1,149 @@
+"""boto3 clients for one cluster, rebuilt with backoff when AWS rejects the credentials.
+
+Every call goes through :meth:`Aws.call`, so expired or rotated credentials
+(``ExpiredTokenException``, ``InvalidClientTokenId``, ``UnrecognizedClientException``)
+never lose a tracked task: the session is made again (re-reading the default chain)
+and the call is retried. Throttling is retried by botocore itself (``max_retries``).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+from botocore.client import BaseClient
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+from offload import BackendError
+from offload_ecs.config import EcsConfig
+
+#: Error codes that mean "these credentials no longer work" (Airflow's list, plus S3's).
+CREDENTIAL_ERRORS = frozenset({"ExpiredTokenException", "ExpiredToken", "InvalidClientTokenId", "UnrecognizedClientException", "RequestExpired"})
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def error_message(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return f"{err.get('Code', 'Error')}: {err.get('Message', '')}".rstrip(": ")
+    return str(exc)
+
+
+def _s3_endpoint(endpoint: str | None) -> str | None:
+    """Digdag's ``s3.endpoint`` is a host name (``s3.amazonaws.com``); boto3 wants a URL."""
+    if not endpoint or endpoint in ("s3.amazonaws.com", "https://s3.amazonaws.com"):
+        return None
+    return endpoint if "://" in endpoint else f"https://{endpoint}"
+
+
+class Aws:
+    """The clients of one configured cluster (ECS, CloudWatch Logs, tagging, S3)."""
+
+    #: How often a call is tried again after the credentials were rejected, and the first wait.
+    credential_attempts = 5
+    credential_delay = 0.5
+
+    def __init__(self, config: EcsConfig, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self._clients: dict[tuple[str, str | None], BaseClient] = {}
+        self._lock = threading.Lock()
+        self._sleep = sleep
+        self.rebuilds = 0
+        self._region: str | None = None
+
+    @property
+    def region(self) -> str | None:
+        """The configured region, else the default chain's (``AWS_DEFAULT_REGION``, ``~/.aws/config``)."""
+        if self._region is None:
+            self._region = self.config.settings.region or self._session().region_name
+        return self._region
+
+    def _session(self) -> boto3.session.Session:
+        s = self.config.settings
+        return boto3.session.Session(
+            aws_access_key_id=s.access_key_id or None,
+            aws_secret_access_key=s.secret_access_key or None,
+            aws_session_token=s.session_token or None,
+            region_name=s.region or None,
+        )
+
+    def _make(self, service: str, region: str | None) -> BaseClient:
+        s = self.config.settings
+        retries: Any = {"max_attempts": s.max_retries + 1, "mode": "standard"}
+        if service == "s3":
+            storage = self.config.storage
+            assert storage is not None
+            session = boto3.session.Session(
+                aws_access_key_id=storage.access_key_id or s.access_key_id or None,
+                aws_secret_access_key=storage.secret_access_key or s.secret_access_key or None,
+                aws_session_token=None if storage.access_key_id else (s.session_token or None),
+                region_name=storage.region or s.region or None,
+            )
+            endpoint = _s3_endpoint(storage.endpoint) or s.endpoint_url
+            config = Config(retries=retries, signature_version="s3v4")
+            return session.client("s3", endpoint_url=endpoint, config=config)
+        config = Config(retries=retries, user_agent_extra="offload-ecs")
+        return self._session().client(service, region_name=region or None, endpoint_url=s.endpoint_url or None, config=config)
+
+    def client(self, service: str, region: str | None = None) -> BaseClient:
+        key = (service, region)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                try:
+                    client = self._make(service, region)
+                except NoRegionError:
+                    raise BackendError("ecs: no AWS region: set command_executor.ecs.<name>.region or AWS_DEFAULT_REGION") from None
+                self._clients[key] = client
+            return client
+
+    def rebuild(self) -> None:
+        """Forget every client, so the next call makes new ones with fresh credentials."""
+        with self._lock:
+            self._clients.clear()
+            self.rebuilds += 1
+
+    def call(self, service: str, operation: str, region: str | None = None, **params: Any) -> Any:
+        """``client.operation(**params)``; credential errors rebuild the client and retry with backoff."""
+        attempt = 0
+        while True:
+            client = self.client(service, region)
+            try:
+                return getattr(client, operation)(**params)
+            except NoCredentialsError:
+                raise BackendError(
+                    "ecs: no AWS credentials found: set access_key_id and secret_access_key under command_executor.ecs.<name>, "
+                    "or configure the default chain (environment, ~/.aws, instance role)"
+                ) from None
+            except ClientError as e:
+                if error_code(e) not in CREDENTIAL_ERRORS:
+                    raise
+                attempt += 1
+                if attempt >= self.credential_attempts:
+                    raise BackendError(
+                        f"ecs: AWS rejected the credentials ({error_code(e)}) {attempt} times while calling {service} {operation}; renew them"
+                    ) from None
+                delay = self.credential_delay * 2 ** (attempt - 1)
+                self._sleep(delay / 2 + random.uniform(0, delay / 2))
+                self.rebuild()
+            except BotoCoreError as e:
+                raise BackendError(f"ecs: {service} {operation} failed: {e}") from None
+
+    def presign(self, method: str, bucket: str, key: str, expires: int) -> str:
+        client = self.client("s3")
+        try:
+            return str(client.generate_presigned_url(method, Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires))
+        except NoCredentialsError:
+            raise BackendError(
+                "ecs: no AWS credentials to sign the temporal storage URLs: set temporal_storage.s3.credentials or the ECS credentials"
+            ) from None

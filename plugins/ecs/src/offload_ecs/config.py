@@ -1,0 +1,267 @@
+"""The ``command_executor.ecs`` section, in Digdag's shape, read strictly.
+
+::
+
+    command_executor:
+      ecs:
+        name: digdag-test                 # the cluster; its settings are under its name
+        digdag-test:
+          region: us-east-1
+          launch_type: FARGATE
+          subnets: [subnet-1]
+        temporal_storage:
+          type: s3
+          s3: {bucket: my-bucket}
+
+An empty section means "ECS is not configured" (selection moves on to Docker).
+Every wrong key is reported at once with its path; nothing is checked against AWS here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+from offload import Problem, structure_strict
+from offload_ecs.kwargs import check_run_task_kwargs
+
+LaunchType = Literal["FARGATE", "EC2"]
+PlacementType = Literal["random", "spread", "binpack"]
+SECRET_KEYS = ("access_key_id", "secret_access_key", "session_token")
+
+
+@attrs.frozen
+class ClusterSettings:
+    """The keys under ``command_executor.ecs.<name>``: Digdag's, Airflow's and a few of offload's."""
+
+    region: str | None = None
+    access_key_id: str | None = attrs.field(default=None, repr=False)
+    secret_access_key: str | None = attrs.field(default=None, repr=False)
+    session_token: str | None = attrs.field(default=None, repr=False)
+    endpoint_url: str | None = None
+    launch_type: LaunchType | None = None
+    capacity_provider_name: str | None = None
+    capacity_provider_strategy: Any = None
+    platform_version: str | None = None
+    subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    assign_public_ip: bool = False
+    max_retries: int = 3
+    use_environment_file: bool = False
+    container_cpu: int | None = None
+    container_memory: int | None = None
+    task_cpu: str | None = None
+    task_memory: str | None = None
+    started_by: str = "offload"
+    tags: dict[str, str] = attrs.field(factory=dict)
+    placement_strategy_type: PlacementType | None = None
+    placement_strategy_field: str | None = None
+    run_task_kwargs: Any = None
+    max_run_task_attempts: int = 3
+    run_task_retry_delay: float = 2.0
+    container_name: str | None = None
+    stopped_log_wait: float = 30.0
+
+
+@attrs.frozen
+class StorageSettings:
+    """``temporal_storage``: where the project archive and the task's output travel."""
+
+    bucket: str
+    endpoint: str | None = None
+    region: str | None = None
+    prefix: str = "offload/"
+    access_key_id: str | None = attrs.field(default=None, repr=False)
+    secret_access_key: str | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen
+class EcsConfig:
+    """The parsed section; ``cluster`` is ``None`` when ECS is not configured."""
+
+    cluster: str | None = None
+    settings: ClusterSettings = attrs.field(factory=ClusterSettings)
+    storage: StorageSettings | None = None
+
+    @property
+    def configured(self) -> bool:
+        return self.cluster is not None and self.storage is not None
+
+    @property
+    def capacity_provider_strategy(self) -> list[dict[str, Any]] | None:
+        s = self.settings
+        if s.capacity_provider_strategy:
+            return [dict(item) for item in s.capacity_provider_strategy]
+        if s.capacity_provider_name:
+            return [{"capacityProvider": s.capacity_provider_name, "weight": 1}]
+        return None
+
+    @property
+    def run_task_kwargs(self) -> dict[str, Any]:
+        return dict(self.settings.run_task_kwargs or {})
+
+
+def _fatal(where: str, message: str) -> Problem:
+    return Problem(where, message, fatal=True)
+
+
+def _json_or_value(value: Any, where: str, problems: list[Problem]) -> Any:
+    """Properties give every value as a string: a JSON document is accepted for structured keys."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            problems.append(_fatal(where, "must be a mapping or list (or JSON text of one)"))
+            return None
+    return value
+
+
+def _parse_strategy(value: Any, where: str, problems: list[Problem]) -> list[dict[str, Any]] | None:
+    value = _json_or_value(value, where, problems)
+    if value is None:
+        return None
+    if isinstance(value, Mapping):  # properties: strategy.0.capacityProvider = ...
+        value = [value[k] for k in sorted(value, key=lambda k: int(k) if str(k).isdigit() else 0)]
+    if not isinstance(value, list) or not value:
+        problems.append(_fatal(where, "must be a list of {capacityProvider, weight, base}"))
+        return None
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping) or not isinstance(item.get("capacityProvider"), str):
+            problems.append(_fatal(f"{where}[{i}]", "must be a mapping with a capacityProvider name"))
+            continue
+        unknown = sorted(set(item) - {"capacityProvider", "weight", "base"})
+        if unknown:
+            problems.append(_fatal(f"{where}[{i}]", f"unknown key {', '.join(map(repr, unknown))} (known keys: capacityProvider, weight, base)"))
+            continue
+        entry: dict[str, Any] = {"capacityProvider": item["capacityProvider"]}
+        for key in ("weight", "base"):
+            if key in item:
+                try:
+                    entry[key] = int(item[key])
+                except (TypeError, ValueError):
+                    problems.append(_fatal(f"{where}[{i}].{key}", f"must be an integer, got {item[key]!r}"))
+        out.append(entry)
+    return out
+
+
+def _check_settings(settings: ClusterSettings, where: str, problems: list[Problem]) -> ClusterSettings:
+    changes: dict[str, Any] = {}
+    if settings.capacity_provider_strategy is not None:
+        changes["capacity_provider_strategy"] = _parse_strategy(settings.capacity_provider_strategy, f"{where}.capacity_provider_strategy", problems)
+    if settings.capacity_provider_name and settings.capacity_provider_strategy is not None:
+        problems.append(_fatal(f"{where}.capacity_provider_name", "give capacity_provider_name or capacity_provider_strategy, not both"))
+    if settings.launch_type and (settings.capacity_provider_name or settings.capacity_provider_strategy is not None):
+        problems.append(_fatal(f"{where}.launch_type", "ECS takes a launch type or a capacity provider, not both"))
+    if bool(settings.access_key_id) != bool(settings.secret_access_key):
+        problems.append(
+            _fatal(f"{where}.secret_access_key" if settings.access_key_id else f"{where}.access_key_id", "access_key_id and secret_access_key go together")
+        )
+    if settings.placement_strategy_field and not settings.placement_strategy_type:
+        problems.append(_fatal(f"{where}.placement_strategy_field", "needs placement_strategy_type"))
+    if settings.placement_strategy_type in ("spread", "binpack") and not settings.placement_strategy_field:
+        problems.append(_fatal(f"{where}.placement_strategy_field", f"required with placement_strategy_type {settings.placement_strategy_type}"))
+    for key in ("max_retries", "max_run_task_attempts"):
+        if getattr(settings, key) < (0 if key == "max_retries" else 1):
+            problems.append(_fatal(f"{where}.{key}", f"must be at least {0 if key == 'max_retries' else 1}"))
+    for key in ("run_task_retry_delay", "stopped_log_wait"):
+        if getattr(settings, key) < 0:
+            problems.append(_fatal(f"{where}.{key}", "must not be negative"))
+    if len(settings.started_by) > 36:
+        problems.append(_fatal(f"{where}.started_by", "must be at most 36 characters (ECS's limit)"))
+    if settings.run_task_kwargs is not None:
+        kwargs = _json_or_value(settings.run_task_kwargs, f"{where}.run_task_kwargs", problems)
+        if kwargs is not None and not isinstance(kwargs, Mapping):
+            problems.append(_fatal(f"{where}.run_task_kwargs", "must be a mapping of RunTask parameters"))
+            kwargs = None
+        if kwargs is not None:
+            for message in check_run_task_kwargs(dict(kwargs)):
+                problems.append(_fatal(f"{where}.run_task_kwargs", message))
+        changes["run_task_kwargs"] = dict(kwargs) if kwargs is not None else None
+    return attrs.evolve(settings, **changes) if changes else settings
+
+
+def _parse_storage(data: Any, where: str, problems: list[Problem]) -> StorageSettings | None:
+    if data is None:
+        problems.append(_fatal(where, "required: the S3 bucket that carries the project to the task (temporal_storage.type: s3, temporal_storage.s3.bucket)"))
+        return None
+    if not isinstance(data, Mapping):
+        problems.append(_fatal(where, "must be a mapping"))
+        return None
+    for key in sorted(set(data) - {"type", "s3"}):
+        problems.append(_fatal(f"{where}.{key}", "unknown key (known keys: type, s3)"))
+    kind = data.get("type", "s3")
+    if kind != "s3":
+        problems.append(_fatal(f"{where}.type", f"must be s3, got {kind!r}"))
+    s3 = data.get("s3")
+    if not isinstance(s3, Mapping):
+        problems.append(_fatal(f"{where}.s3", "required: a mapping with at least bucket"))
+        return None
+    known = {"bucket", "endpoint", "region", "prefix", "credentials"}
+    for key in sorted(set(s3) - known):
+        problems.append(_fatal(f"{where}.s3.{key}", f"unknown key (known keys: {', '.join(sorted(known))})"))
+    values: dict[str, Any] = {}
+    for key in ("bucket", "endpoint", "region", "prefix"):
+        value = s3.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            problems.append(_fatal(f"{where}.s3.{key}", f"must be a non-empty string, got {value!r}"))
+            continue
+        values[key] = value.strip()
+    if "bucket" not in values and "bucket" not in s3:
+        problems.append(_fatal(f"{where}.s3.bucket", "required key missing"))
+    if "prefix" in values and not values["prefix"].endswith("/"):
+        values["prefix"] += "/"
+    creds = s3.get("credentials")
+    if creds is not None:
+        if not isinstance(creds, Mapping):
+            problems.append(_fatal(f"{where}.s3.credentials", "must be a mapping"))
+        else:
+            names = {"access-key-id": "access_key_id", "secret-access-key": "secret_access_key"}
+            for key in sorted(set(creds) - set(names)):
+                problems.append(_fatal(f"{where}.s3.credentials.{key}", "unknown key (known keys: access-key-id, secret-access-key)"))
+            for key, field in names.items():
+                if key in creds and not isinstance(creds[key], str):
+                    problems.append(_fatal(f"{where}.s3.credentials.{key}", "must be a string"))
+                elif key in creds:
+                    values[field] = creds[key]
+            if bool(values.get("access_key_id")) != bool(values.get("secret_access_key")):
+                problems.append(_fatal(f"{where}.s3.credentials", "access-key-id and secret-access-key go together"))
+    if "bucket" not in values:
+        return None
+    return StorageSettings(**values)
+
+
+def parse_ecs_config(data: Mapping[str, Any], where: str) -> tuple[EcsConfig | None, list[Problem]]:
+    """``data`` (the ``command_executor.ecs`` section) as an :class:`EcsConfig`, with every problem."""
+    if not data:
+        return EcsConfig(), []
+    problems: list[Problem] = []
+    name = data.get("name")
+    if name is None:
+        problems.append(_fatal(f"{where}.name", "required key missing: the ECS cluster name, whose settings go under its name"))
+        return None, problems
+    if not isinstance(name, str) or not name.strip():
+        problems.append(_fatal(f"{where}.name", f"must be a cluster name, got {name!r}"))
+        return None, problems
+    for key in sorted(str(k) for k in data if k not in ("name", name, "temporal_storage")):
+        problems.append(_fatal(f"{where}.{key}", f"unknown key (known keys: name, {name}, temporal_storage)"))
+    section = data.get(name) or {}
+    if isinstance(section, Mapping):
+        section = dict(section)
+        for key in SECRET_KEYS:  # checked here so that a wrong value is never echoed
+            if key in section and not isinstance(section[key], str):
+                problems.append(_fatal(f"{where}.{name}.{key}", "must be a string"))
+                del section[key]
+    settings, errors = structure_strict(ClusterSettings, section, f"{where}.{name}")
+    problems.extend(errors)
+    if settings is not None:
+        settings = _check_settings(settings, f"{where}.{name}", problems)
+    storage = _parse_storage(data.get("temporal_storage"), f"{where}.temporal_storage", problems)
+    if problems or settings is None or storage is None:
+        return None, problems
+    return EcsConfig(cluster=name, settings=settings, storage=storage), []

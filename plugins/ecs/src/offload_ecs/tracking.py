@@ -1,0 +1,222 @@
+"""Polling: one ``describe_tasks`` per 100 tasks for every task of the run, logs, timeouts.
+
+A STOPPED task is reported finished once its end-of-log marker has been read (or,
+failing that, after ``stopped_log_wait`` seconds), so its log is never cut short
+(Digdag issue #1316). A task past its timeout is stopped with a reason that makes its
+result fail with "timed out".
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from offload import BackendError, Handle, Status, TaskState
+from offload_ecs import launch, logs
+from offload_ecs.aws import Aws, error_code, error_message
+from offload_ecs.config import EcsConfig
+from offload_ecs.outcome import TIMEOUT_PREFIX, final, live_state, started
+
+#: ``describe_tasks`` takes at most this many tasks per call.
+BATCH = 100
+#: Log streams of running tasks read per poll at most: those that wrote last time first,
+#: then the longest-waiting; the logs of stopping tasks are always read. Keeps a poll of
+#: 1,000 tasks cheap.
+LOG_READS_PER_POLL = 20
+#: A task that shows no change is described after 0.25 s, then twice as late each time, up to this.
+DESCRIBE_FIRST_WAIT = 0.25
+DESCRIBE_MAX_WAIT = 8.0
+
+
+def describe(aws: Aws, handles: Sequence[Handle]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Every started task of ``handles`` by ARN, and why any is missing; one call per 100 per cluster."""
+    groups: dict[tuple[str, str | None], list[str]] = defaultdict(list)
+    for handle in handles:
+        arn = handle.state.get("task_arn")
+        if arn:
+            region = handle.state.get("region")
+            groups[(handle.state["cluster"], None if region == aws.region else region)].append(arn)
+    found: dict[str, dict[str, Any]] = {}
+    missing: dict[str, str] = {}
+    for (cluster, region), arns in groups.items():
+        unique = list(dict.fromkeys(arns))
+        for start in range(0, len(unique), BATCH):
+            chunk = unique[start : start + BATCH]
+            try:
+                response = aws.call("ecs", "describe_tasks", region=region, cluster=cluster, tasks=chunk)
+            except ClientError as e:
+                raise BackendError(f"ecs: describe_tasks on cluster {cluster} failed: {error_message(e)}") from None
+            for task in response.get("tasks") or []:
+                found[task["taskArn"]] = task
+            for failure in response.get("failures") or []:
+                missing[str(failure.get("arn"))] = str(failure.get("reason") or "MISSING")
+    return found, missing
+
+
+def stop(aws: Aws, state: dict[str, Any], reason: str) -> None:
+    region = state.get("region")
+    try:
+        aws.call("ecs", "stop_task", region=None if region == aws.region else region, cluster=state["cluster"], task=state["task_arn"], reason=reason)
+    except ClientError as e:
+        if error_code(e) != "InvalidParameterException":  # already gone
+            raise BackendError(f"ecs: stop_task {state['task_arn']} failed: {error_message(e)}") from None
+
+
+def _timed_out(state: dict[str, Any], now: float) -> bool:
+    timeout = state.get("timeout")
+    return timeout is not None and now - float(state["submitted_at"]) > float(timeout)
+
+
+def _not_started(aws: Aws, config: EcsConfig, handle: Handle, state: dict[str, Any], lines: list[str], now: float, cancelled: set[str]) -> Status:
+    """A task whose ``run_task`` is waiting to be tried again."""
+    if state["marker"] in cancelled:
+        state.update(run=None, final_state="cancelled")
+        return Status(TaskState.CANCELLED, reason="cancelled", logs=lines, handle=_with(handle, state))
+    if _timed_out(state, now):
+        error = f"timed out after {float(state['timeout']):g} s before ECS started it"
+        state.update(run=None, final_error=error)
+        return Status(TaskState.FAILED, reason=error, logs=lines, handle=_with(handle, state))
+    run = state["run"]
+    if now < float(run["retry_at"]):
+        return Status(TaskState.PENDING, logs=lines, handle=_with(handle, state))
+    if cancel_requested(aws, state):
+        state.update(run=None, final_state="cancelled")
+        return Status(TaskState.CANCELLED, reason="cancelled", logs=lines, handle=_with(handle, state))
+    new = launch.attempt(aws, config, _with(handle, state), run["params"], int(run["attempts"]) + 1)
+    state = dict(new.state)
+    lines.extend(f"offload: {note}" for note in state.pop("notes", None) or [])
+    state["notes"] = []
+    if state.get("final_error"):
+        return Status(TaskState.FAILED, reason=state["final_error"], logs=lines, handle=_with(handle, state))
+    return Status(TaskState.PENDING, logs=lines, handle=_with(handle, state))
+
+
+def cancel_marker(state: dict[str, Any]) -> str:
+    return str(state["input_key"]).rsplit("/", 1)[0] + "/cancelled"
+
+
+def cancel_requested(aws: Aws, state: dict[str, Any]) -> bool:
+    try:
+        aws.call("s3", "head_object", Bucket=state["bucket"], Key=cancel_marker(state))
+    except ClientError:
+        return False
+    return True
+
+
+def _with(handle: Handle, state: dict[str, Any]) -> Handle:
+    return Handle(handle.backend, handle.task_id, handle.io_path, state)
+
+
+def _next_describe(state: dict[str, Any], now: float, active: bool) -> None:
+    """Back off describing a task that shows no change; come back at once when it does."""
+    quiet = 0 if active else int(state.get("describe_quiet") or 0) + 1
+    state["describe_quiet"] = quiet
+    wait = min(DESCRIBE_MAX_WAIT, DESCRIBE_FIRST_WAIT * 2 ** (quiet - 1)) * random.uniform(0.75, 1.0)  # jitter: no lockstep
+    state["describe_due"] = now if quiet == 0 else now + wait
+
+
+def _needs_describe(state: dict[str, Any], now: float, cancelled: set[str]) -> bool:
+    if not state.get("task_arn"):
+        return False
+    if state.get("stopped_seen_at") is not None or state["task_arn"] in cancelled:
+        return True
+    if _timed_out(state, now) and not state.get("timeout_stopped"):
+        return True
+    return float(state.get("describe_due") or 0.0) <= now
+
+
+def _running(
+    aws: Aws, config: EcsConfig, handle: Handle, state: dict[str, Any], lines: list[str], task: dict[str, Any] | None, now: float, read_logs: bool
+) -> Status:
+    """A started task that has not stopped (or was not described in this poll)."""
+    active = False
+    if task is not None:
+        active = task.get("lastStatus") != state.get("last_status")
+        state["last_status"] = task.get("lastStatus")
+        if _timed_out(state, now) and task.get("desiredStatus") != "STOPPED" and not state.get("timeout_stopped"):
+            reason = f"{TIMEOUT_PREFIX} after {float(state['timeout']):g} s"
+            stop(aws, state, reason)
+            state["timeout_stopped"] = True
+            active = True
+            lines.append(f"offload: {reason[len('offload: ') :]}: stopping the task")
+    live = live_state({"lastStatus": state.get("last_status")})
+    if live is TaskState.RUNNING and read_logs:
+        new, changes = logs.read(aws, state, now)
+        lines.extend(new)
+        state.update(changes)
+        active = active or bool(new) or bool(state.get("marker_seen"))
+    if task is not None or active:
+        _next_describe(state, now, active)
+    return Status(live, logs=lines, handle=_with(handle, state))
+
+
+def _stopped(aws: Aws, config: EcsConfig, handle: Handle, state: dict[str, Any], lines: list[str], task: dict[str, Any], now: float) -> Status:
+    """A STOPPED task: read its log to the end-of-log marker (or a bounded wait), then its outcome."""
+    state["last_status"] = "STOPPED"
+    if state.get("stopped_seen_at") is None:
+        state["stopped_seen_at"] = now
+    has_log = bool(state.get("log_stream")) and started(task)
+    if has_log and not state.get("marker_seen"):
+        new, changes = logs.read(aws, state, now)
+        lines.extend(new)
+        state.update(changes)
+    waited = now - float(state["stopped_seen_at"])
+    wait = config.settings.stopped_log_wait
+    if has_log and not state.get("marker_seen"):
+        if waited < wait:
+            return Status(TaskState.RUNNING, logs=lines, handle=_with(handle, state))
+        lines.append(f"offload: the end of the log did not show within {wait:g} s after the task stopped; the log may be incomplete")
+    result, code, error = final(task, str(state["container"]))
+    return Status(result, exit_code=code, reason=error, logs=lines, handle=_with(handle, state))
+
+
+def _one(
+    aws: Aws, config: EcsConfig, handle: Handle, found: dict[str, dict[str, Any]], missing: dict[str, str], now: float, cancelled: set[str], read_logs: bool
+) -> Status:
+    state = dict(handle.state)
+    lines = [f"offload: {note}" for note in state.get("notes") or []]
+    state["notes"] = []
+    if state.get("final_error"):
+        return Status(TaskState.FAILED, reason=state["final_error"], logs=lines, handle=_with(handle, state))
+    if state.get("final_state") == "cancelled":
+        return Status(TaskState.CANCELLED, reason="cancelled", logs=lines, handle=_with(handle, state))
+    arn = state.get("task_arn")
+    if not arn:
+        return _not_started(aws, config, handle, state, lines, now, cancelled)
+    task = found.get(arn)
+    if arn in missing:
+        reason = f"ECS no longer knows task {arn} ({missing.get(arn, 'MISSING')})"
+        return Status(TaskState.LOST, reason=reason, logs=lines, handle=_with(handle, state))
+    if task is not None and task.get("lastStatus") == "STOPPED":
+        return _stopped(aws, config, handle, state, lines, task, now)
+    return _running(aws, config, handle, state, lines, task, now, read_logs)
+
+
+def poll(aws: Aws, config: EcsConfig, handles: Sequence[Handle], cancelled: set[str]) -> list[Status]:
+    """The status of each handle, in order.
+
+    Tasks are described in batches of 100; a task whose state has not changed for a
+    while is described less often (at least every ``DESCRIBE_MAX_WAIT`` seconds), and
+    one that is stopping, timed out or cancelled at every poll.
+    """
+    now = time.time()
+    wanted = [h for h in handles if _needs_describe(h.state, now, cancelled)]
+    found, missing = describe(aws, wanted)
+    for handle in wanted:
+        arn = handle.state["task_arn"]
+        if arn not in found and arn not in missing:
+            missing[arn] = "MISSING"
+    waiting = []
+    for index, handle in enumerate(handles):
+        state = handle.state
+        task = found.get(state.get("task_arn") or "")
+        last = task.get("lastStatus") if task is not None else state.get("last_status")
+        if state.get("task_arn") and last not in (None, "STOPPED") and logs.due(state, now):
+            waiting.append((int(state.get("log_quiet") or 0) > 0, float(state.get("log_due") or 0.0), index))
+    readers = {index for _, _, index in sorted(waiting)[:LOG_READS_PER_POLL]}
+    return [_one(aws, config, h, found, missing, now, cancelled, i in readers) for i, h in enumerate(handles)]
