@@ -27,6 +27,7 @@ from typing import Any
 import docker
 
 import offload
+from offload.images import default_dockerfile
 from offload.testing import make_request, wait_for
 from offload_docker.config import parse_task
 from offload_docker.images import prepare
@@ -90,7 +91,8 @@ def build_decision(project: Path) -> tuple[float, float, float, int]:
     pm = offload.make_plugin_manager([("bench-counter", counter)])
     config = {"docker": {"image": IMAGE, "build": [f"echo bench {uuid.uuid4().hex} > /bench"]}}
     client = docker.from_env()
-    tag = offload.image_tag(offload.ImageSpec(IMAGE, config["docker"]["build"]))
+    spec = offload.ImageSpec(IMAGE, config["docker"]["build"])
+    tag = offload.image_tag(spec, default_dockerfile(spec))
     try:
         with executor(pm) as ex:
             start = time.perf_counter()
