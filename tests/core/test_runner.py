@@ -134,3 +134,28 @@ def test_session_params_follow_the_workflow_time_zone(tmp_path: Path, zone: str)
     _, logs, _ = run(tmp_path, text, session_time="2026-01-31T20:00:00+00:00")
     expected = "2026-01-31T20:00:00+00:00 2026-01-31" if zone == "UTC" else "2026-02-01T05:00:00+09:00 2026-02-01"
     assert lines(logs, "+flow+t") == [expected]
+
+
+def test_a_submission_cut_short_before_its_handle_was_journaled_is_adopted_not_rerun(tmp_path: Path) -> None:
+    """The driver died between starting a task and journaling its handle: resume finds it."""
+    from offload.journal import Journal
+    from offload.runner import slug
+
+    (tmp_path / "flow.dig").write_text("+a:\n  sh>: echo ran >> count\n")
+    journal = Journal(str(tmp_path))
+    run_id = journal.start_run(str(tmp_path / "flow.dig"), "2026-01-01T00:00:00+00:00").run_id
+    task_id = f"{run_id}.{slug('+flow+a')}.1"
+    io_dir = f".offload/io/{run_id}/{slug('+flow+a')}.1"
+    journal.submitting(run_id, "+flow+a", 1, task_id, "local")
+    journal.close()
+    # what the dead driver had started
+    (tmp_path / io_dir).mkdir(parents=True)
+    request = offload.TaskRequest(task_id=task_id, argv=["/bin/sh", "-c", "echo ran >> count"], project_dir=str(tmp_path), io_dir=io_dir)
+    with offload.Executor({"command_executor": {"type": "local"}}) as executor:
+        executor.submit(request, backend="local")
+
+    outcome, _, events = run(tmp_path, (tmp_path / "flow.dig").read_text())
+    assert outcome.run_id == run_id
+    assert outcome.state == "succeeded"
+    assert (tmp_path / "count").read_text() == "ran\n"
+    assert ("+flow+a", "started on local") in events

@@ -21,6 +21,7 @@ CASES = {
     "bad py> target": ("+a:\n  py>: not a callable\n", "flow.dig: +flow+a: py>: must be 'module.function' or 'module.Class.method'"),
     "unknown param": ("+a:\n  sh>: echo ${nope}\n", "flow.dig: +flow+a: sh>: ${nope}: unknown param 'nope'"),
     "expression": ("+a:\n  sh>: echo ${1 + 2}\n", "flow.dig: +flow+a: sh>: ${1 + 2}: only ${name} and ${name.key} are supported"),
+    "bad export": ("_export:\n  x: ${1+1}\n+a:\n  sh>: echo\n", "flow.dig: +flow: _export: ${1+1}: only ${name} and ${name.key} are supported"),
     "bad env": ("+a:\n  _env:\n    X: [1]\n  sh>: echo\n", "flow.dig: +flow+a: _env.X: must be a string, number or boolean"),
 }
 

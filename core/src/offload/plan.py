@@ -73,9 +73,8 @@ def check_workflow(workflow: Workflow, backends: BackendSet, session: Mapping[st
     earlier_operator = False
     for task in workflow.root.walk():
         chain = ancestors(workflow.root, task)
-        for owner in chain if task.is_group else chain[-1:]:
-            for message in check_expressions(owner.export) if owner is task else []:
-                problems.append(Problem(f"{source}: {task.name}: _export", message, fatal=True))
+        for message in check_expressions(task.export):
+            problems.append(Problem(f"{source}: {task.name}: _export", message, fatal=True))
         if task.is_group:
             continue
         for key, value in (("command", task.command), *task.params.items(), *(("_env." + k, v) for k, v in task.env.items())):
