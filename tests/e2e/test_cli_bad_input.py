@@ -124,3 +124,26 @@ def test_random_configs_load_or_fail_clearly(tmp_path_factory: pytest.TempPathFa
     assert code in (0, 2), err
     assert "Traceback" not in err
     assert "unexpected" not in err, err
+
+
+def test_explain_names_the_package_of_a_missing_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    real = importlib.metadata.entry_points
+
+    def without_docker(**kwargs: object) -> object:
+        return [ep for ep in real(**kwargs) if ep.name != "docker"]  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", without_docker)
+    (tmp_path / "flow.dig").write_text("_export:\n  docker:\n    image: python:3.12-slim\n+a:\n  sh>: echo hi\n")
+    assert main(["explain", str(tmp_path / "flow.dig")]) == 0
+    out = capsys.readouterr().out
+    assert "    docker   skipped: not installed (pip install offload-docker)" in out
+    assert "+flow+a: runs on local" in out
+
+
+def test_explain_says_when_a_backend_is_disabled(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OFFLOAD_DISABLE_PLUGINS", "docker")
+    (tmp_path / "flow.dig").write_text("_export:\n  docker:\n    image: python:3.12-slim\n+a:\n  sh>: echo hi\n")
+    assert main(["explain", str(tmp_path / "flow.dig")]) == 0
+    assert "    docker   skipped: disabled by OFFLOAD_DISABLE_PLUGINS" in capsys.readouterr().out

@@ -90,9 +90,15 @@ class BackendSet:
         if name not in self.instances:
             cls = self.pm.backends.get(name)
             if cls is None:
-                raise ConfigError([Problem(self.system.where("type"), f"backend {name!r} is {install_hint(name)}", fatal=True)])
+                raise ConfigError([Problem(self.system.where("type"), f"backend {name!r} is {self.unavailable(name)}", fatal=True)])
             self.instances[name] = cls(self.configs.get(name), self.context)
         return self.instances[name]
+
+    def unavailable(self, name: str) -> str:
+        """Why backend ``name`` is not there: disabled, or not installed and how to install it."""
+        if name in self.pm.disabled:
+            return "disabled by OFFLOAD_DISABLE_PLUGINS"
+        return install_hint(name)
 
     def select(self, task: TaskRequest, task_name: str = "") -> Selection:
         """The backend for ``task``, with the reason each other backend was skipped."""
@@ -101,7 +107,7 @@ class BackendSet:
         attempts: list[Attempt] = []
         for name in order:
             if name not in self.pm.backends:
-                attempts.append(Attempt(name, False, (install_hint(name),)))
+                attempts.append(Attempt(name, False, (self.unavailable(name),)))
                 continue
             backend = self.get(name)
             found = self.pm.hook.offload_validate_config(backend=backend, config=backend.config, task=task)
