@@ -1,9 +1,10 @@
 """A task's log, read from CloudWatch Logs with the forward token kept in its handle.
 
 A running task whose log stays quiet is read less and less often (up to every
-``MAX_QUIET`` seconds), so a thousand quiet tasks do not cost a thousand calls per
-poll; a task that writes is read on every poll, and a stopped one until its
-end-of-log marker shows.
+``MAX_QUIET`` seconds, on the stream's own phase so quiet streams do not fall due
+together), so a thousand quiet tasks do not cost a thousand calls per poll; a task
+that writes is read on every poll (within the poll's cap, see :mod:`.schedule`), and
+a stopped one until its end-of-log marker shows.
 """
 
 from __future__ import annotations
@@ -14,15 +15,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from offload_ecs.aws import Aws, error_code
+from offload_ecs.schedule import backoff, staggered
 
 #: Pages read per task and poll, so one chatty task cannot hold up the others.
 MAX_PAGES = 5
 FIRST_QUIET = 0.25
 MAX_QUIET = 8.0
-
-
-def due(state: dict[str, Any], now: float) -> bool:
-    return bool(state.get("log_stream")) and now >= float(state.get("log_due") or 0.0)
 
 
 def read(aws: Aws, state: dict[str, Any], now: float | None = None) -> tuple[list[str], dict[str, Any]]:
@@ -55,5 +53,5 @@ def read(aws: Aws, state: dict[str, Any], now: float | None = None) -> tuple[lis
             break
         token = new_token
     quiet = 0 if lines else int(state.get("log_quiet") or 0) + 1
-    wait = 0.0 if lines else min(MAX_QUIET, FIRST_QUIET * 2 ** (quiet - 1))
-    return lines, {"log_token": token, "marker_seen": seen, "log_quiet": quiet, "log_due": now + wait}
+    due = staggered(str(state["log_stream"]), backoff(quiet, FIRST_QUIET, MAX_QUIET), now)  # spread, not in lockstep
+    return lines, {"log_token": token, "marker_seen": seen, "log_quiet": quiet, "log_due": due}

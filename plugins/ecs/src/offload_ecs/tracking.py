@@ -8,29 +8,23 @@ result fail with "timed out".
 
 from __future__ import annotations
 
-import random
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from offload import BackendError, Handle, Status, TaskState
-from offload_ecs import launch, logs
+from offload_ecs import launch, logs, schedule
 from offload_ecs.aws import Aws, error_code, error_message
 from offload_ecs.config import EcsConfig
 from offload_ecs.outcome import TIMEOUT_PREFIX, final, live_state, started
 
 #: ``describe_tasks`` takes at most this many tasks per call.
 BATCH = 100
-#: Log streams of running tasks read per poll at most: those that wrote last time first,
-#: then the longest-waiting; the logs of stopping tasks are always read. Keeps a poll of
-#: 1,000 tasks cheap.
-LOG_READS_PER_POLL = 20
-#: A task that shows no change is described after 0.25 s, then twice as late each time, up to this.
-DESCRIBE_FIRST_WAIT = 0.25
-DESCRIBE_MAX_WAIT = 8.0
+#: ECS states in which a task's container has started and may write its log.
+LOGGING = frozenset({"RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING"})
 
 
 def describe(aws: Aws, handles: Sequence[Handle]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
@@ -67,7 +61,7 @@ def stop(aws: Aws, state: dict[str, Any], reason: str) -> None:
             raise BackendError(f"ecs: stop_task {state['task_arn']} failed: {error_message(e)}") from None
 
 
-def _timed_out(state: dict[str, Any], now: float) -> bool:
+def _timed_out(state: Mapping[str, Any], now: float) -> bool:
     timeout = state.get("timeout")
     return timeout is not None and now - float(state["submitted_at"]) > float(timeout)
 
@@ -112,47 +106,32 @@ def _with(handle: Handle, state: dict[str, Any]) -> Handle:
     return Handle(handle.backend, handle.task_id, handle.io_path, state)
 
 
-def _next_describe(state: dict[str, Any], now: float, active: bool) -> None:
-    """Back off describing a task that shows no change; come back at once when it does."""
-    quiet = 0 if active else int(state.get("describe_quiet") or 0) + 1
-    state["describe_quiet"] = quiet
-    wait = min(DESCRIBE_MAX_WAIT, DESCRIBE_FIRST_WAIT * 2 ** (quiet - 1)) * random.uniform(0.75, 1.0)  # jitter: no lockstep
-    state["describe_due"] = now if quiet == 0 else now + wait
-
-
-def _needs_describe(state: dict[str, Any], now: float, cancelled: set[str]) -> bool:
-    if not state.get("task_arn"):
-        return False
-    if state.get("stopped_seen_at") is not None or state["task_arn"] in cancelled:
+def _urgent(state: Mapping[str, Any], now: float, cancelled: set[str]) -> bool:
+    """Described at every poll: stopping, cancelled, its end-of-log marker seen, or past its timeout."""
+    if state.get("stopped_seen_at") is not None or state.get("marker_seen") or state["task_arn"] in cancelled:
         return True
-    if _timed_out(state, now) and not state.get("timeout_stopped"):
-        return True
-    return float(state.get("describe_due") or 0.0) <= now
+    return _timed_out(state, now) and not state.get("timeout_stopped")
 
 
 def _running(
     aws: Aws, config: EcsConfig, handle: Handle, state: dict[str, Any], lines: list[str], task: dict[str, Any] | None, now: float, read_logs: bool
 ) -> Status:
     """A started task that has not stopped (or was not described in this poll)."""
-    active = False
     if task is not None:
-        active = task.get("lastStatus") != state.get("last_status")
+        changed = task.get("lastStatus") != state.get("last_status")
         state["last_status"] = task.get("lastStatus")
         if _timed_out(state, now) and task.get("desiredStatus") != "STOPPED" and not state.get("timeout_stopped"):
             reason = f"{TIMEOUT_PREFIX} after {float(state['timeout']):g} s"
             stop(aws, state, reason)
             state["timeout_stopped"] = True
-            active = True
+            changed = True
             lines.append(f"offload: {reason[len('offload: ') :]}: stopping the task")
-    live = live_state({"lastStatus": state.get("last_status")})
-    if live is TaskState.RUNNING and read_logs:
+        schedule.after_describe(state, now, changed)
+    if read_logs:  # a marker seen makes the task urgent: described at the next poll
         new, changes = logs.read(aws, state, now)
         lines.extend(new)
         state.update(changes)
-        active = active or bool(new) or bool(state.get("marker_seen"))
-    if task is not None or active:
-        _next_describe(state, now, active)
-    return Status(live, logs=lines, handle=_with(handle, state))
+    return Status(live_state({"lastStatus": state.get("last_status")}), logs=lines, handle=_with(handle, state))
 
 
 def _stopped(aws: Aws, config: EcsConfig, handle: Handle, state: dict[str, Any], lines: list[str], task: dict[str, Any], now: float) -> Status:
@@ -178,6 +157,10 @@ def _stopped(aws: Aws, config: EcsConfig, handle: Handle, state: dict[str, Any],
 def _one(
     aws: Aws, config: EcsConfig, handle: Handle, found: dict[str, dict[str, Any]], missing: dict[str, str], now: float, cancelled: set[str], read_logs: bool
 ) -> Status:
+    arn = handle.state.get("task_arn")
+    if arn and not read_logs and arn not in found and arn not in missing and not _settled(handle.state):
+        # Neither described nor read in this poll: the same handle, so nothing is copied or journaled.
+        return Status(live_state({"lastStatus": handle.state.get("last_status")}), handle=handle)
     state = dict(handle.state)
     lines = [f"offload: {note}" for note in state.get("notes") or []]
     state["notes"] = []
@@ -185,7 +168,6 @@ def _one(
         return Status(TaskState.FAILED, reason=state["final_error"], logs=lines, handle=_with(handle, state))
     if state.get("final_state") == "cancelled":
         return Status(TaskState.CANCELLED, reason="cancelled", logs=lines, handle=_with(handle, state))
-    arn = state.get("task_arn")
     if not arn:
         return _not_started(aws, config, handle, state, lines, now, cancelled)
     task = found.get(arn)
@@ -197,26 +179,35 @@ def _one(
     return _running(aws, config, handle, state, lines, task, now, read_logs)
 
 
+def _settled(state: Mapping[str, Any]) -> bool:
+    """Has a note to tell or an outcome decided without AWS."""
+    return bool(state.get("notes") or state.get("final_error") or state.get("final_state"))
+
+
 def poll(aws: Aws, config: EcsConfig, handles: Sequence[Handle], cancelled: set[str]) -> list[Status]:
     """The status of each handle, in order.
 
-    Tasks are described in batches of 100; a task whose state has not changed for a
-    while is described less often (at least every ``DESCRIBE_MAX_WAIT`` seconds), and
-    one that is stopping, timed out or cancelled at every poll.
+    Tasks are described in batches of 100, on the schedule of :mod:`.schedule`: a task
+    that is stopping, timed out or cancelled at every poll; one that has changed soon
+    again; one that has not, less and less often, staggered, and at least every
+    ``schedule.MAX_WAIT`` seconds; at most ``schedule.DESCRIBES_PER_POLL`` beyond those
+    that must be. Log streams of running tasks are read when due, a capped number per poll.
     """
     now = time.time()
-    wanted = [h for h in handles if _needs_describe(h.state, now, cancelled)]
+    states = [h.state for h in handles]
+    picked = schedule.pick_describes(enumerate(states), now, lambda state: _urgent(state, now, cancelled))
+    wanted = [handles[i] for i in picked]
     found, missing = describe(aws, wanted)
     for handle in wanted:
         arn = handle.state["task_arn"]
         if arn not in found and arn not in missing:
             missing[arn] = "MISSING"
-    waiting = []
-    for index, handle in enumerate(handles):
-        state = handle.state
-        task = found.get(state.get("task_arn") or "")
-        last = task.get("lastStatus") if task is not None else state.get("last_status")
-        if state.get("task_arn") and last not in (None, "STOPPED") and logs.due(state, now):
-            waiting.append((int(state.get("log_quiet") or 0) > 0, float(state.get("log_due") or 0.0), index))
-    readers = {index for _, _, index in sorted(waiting)[:LOG_READS_PER_POLL]}
+    logging = []
+    for index, state in enumerate(states):
+        arn = state.get("task_arn")
+        if arn:
+            task = found.get(arn)
+            if (task.get("lastStatus") if task is not None else state.get("last_status")) in LOGGING:
+                logging.append((index, state))
+    readers = schedule.pick_log_reads(logging, now)
     return [_one(aws, config, h, found, missing, now, cancelled, i in readers) for i, h in enumerate(handles)]
