@@ -23,7 +23,7 @@ from offload.journal import SUBMITTING, Journal
 from offload.models import Handle, Result, TaskState
 from offload.operators import RequestContext, build_request
 from offload.params import UnknownParam
-from offload.plan import ancestors, layered_params
+from offload.plan import layered_params
 from offload.polling import AdaptiveInterval
 from offload.workflow import Task, Workflow
 
@@ -286,8 +286,8 @@ class Run:
 
     def env_for(self, node: Node, params: dict[str, Any]) -> dict[str, str]:
         env: dict[str, str] = {}
-        for task in ancestors(self.workflow.root, node.task) or [node.task]:
-            env.update(task.env)
+        for n in self._node_chain(node):
+            env.update(n.task.env)
         return {k: str(v) for k, v in layered_params([params, env]).items() if k in env}
 
     def start(self, node: Node) -> None:
