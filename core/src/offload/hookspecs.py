@@ -44,7 +44,9 @@ def offload_validate_config(backend: Backend, config: Any, task: TaskRequest) ->
 
     Every implementation is called and all problems are added up. A non-fatal problem
     means "not configured for this task" and selection moves on; a fatal one stops the
-    run (a site policy plugin can forbid ``--privileged`` this way).
+    run (a site policy plugin can forbid ``--privileged`` this way). A problem with
+    ``warning=True`` keeps the backend usable and is shown with the choice in
+    ``offload explain``.
     """
 
 

@@ -151,12 +151,15 @@ class Problem:
 
     A problem that is not ``fatal`` means "not configured for this task": selection moves
     on to the next backend. A ``fatal`` one (a wrong type, a forbidden option) stops the
-    run with exit status 2 before anything is launched.
+    run with exit status 2 before anything is launched. A ``warning`` neither: the
+    backend stays usable and the warning is shown with the choice (``offload explain``
+    flags a host-escaping Docker run option this way).
     """
 
     where: str
     message: str
     fatal: bool = False
+    warning: bool = False
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}" if self.where else self.message

@@ -112,6 +112,8 @@ class BackendSet:
             backend = self.get(name)
             found = self.pm.hook.offload_validate_config(backend=backend, config=backend.config, task=task)
             problems = [p for group in found if group for p in group]
+            warnings = tuple(f"warning: {p}" for p in problems if p.warning and not p.fatal)
+            problems = [p for p in problems if p.fatal or not p.warning]
             fatal = tuple(p for p in problems if p.fatal)
             if fatal:
                 attempts.append(Attempt(name, False, tuple(str(p) for p in fatal)))
@@ -120,7 +122,7 @@ class BackendSet:
                 attempts.append(Attempt(name, False, tuple(str(p) for p in problems)))
                 continue
             why = "forced by command_executor.type" if forced else "configured for this task"
-            attempts.append(Attempt(name, True, (why,)))
+            attempts.append(Attempt(name, True, (why, *warnings)))
             return Selection(name, tuple(attempts))
         return Selection(None, tuple(attempts))
 
