@@ -139,13 +139,13 @@ def test_session_params_follow_the_workflow_time_zone(tmp_path: Path, zone: str)
 def test_a_submission_cut_short_before_its_handle_was_journaled_is_adopted_not_rerun(tmp_path: Path) -> None:
     """The driver died between starting a task and journaling its handle: resume finds it."""
     from offload.journal import Journal
-    from offload.runner import slug
+    from offload.taskkeys import task_key
 
     (tmp_path / "flow.dig").write_text("+a:\n  sh>: echo ran >> count\n")
     journal = Journal(str(tmp_path))
     run_id = journal.start_run(str(tmp_path / "flow.dig"), "2026-01-01T00:00:00+00:00").run_id
-    task_id = f"{run_id}.{slug('+flow+a')}.1"
-    io_dir = f".offload/io/{run_id}/{slug('+flow+a')}.1"
+    task_id = f"{run_id}.{task_key('+flow+a')}.1"
+    io_dir = f".offload/io/{run_id}/{task_key('+flow+a')}.1"
     journal.submitting(run_id, "+flow+a", 1, task_id, "local")
     journal.close()
     # what the dead driver had started
@@ -159,3 +159,19 @@ def test_a_submission_cut_short_before_its_handle_was_journaled_is_adopted_not_r
     assert outcome.state == "succeeded"
     assert (tmp_path / "count").read_text() == "ran\n"
     assert ("+flow+a", "started on local") in events
+
+
+def test_tasks_whose_names_differ_only_in_punctuation_run_their_own_scripts(tmp_path: Path) -> None:
+    """``+load_data`` and ``+load+data`` once shared an io directory: the wrong script ran."""
+    text = "+load_data:\n  sh>: echo first\n+load+data:\n  sh>: exit 3\n+x:y:\n  sh>: echo colon\n+x;y:\n  sh>: echo semicolon\n"
+    outcome, logs, _ = run(tmp_path, text)
+    assert outcome.state == "failed"
+    assert states(outcome.root) == {"+flow+load_data": "succeeded", "+flow+load+data": "failed", "+flow+x:y": "pending", "+flow+x;y": "pending"}
+    assert ("+flow+load_data", "first") in logs
+
+
+def test_parallel_tasks_with_colliding_slugs_each_run_once(tmp_path: Path) -> None:
+    text = "+g:\n  _parallel: true\n  +x:y:\n    sh>: echo colon\n  +x;y:\n    sh>: echo semicolon\n  +x_y:\n    sh>: exit 5\n"
+    outcome, logs, _ = run(tmp_path, text)
+    assert states(outcome.root) == {"+flow+g+x:y": "succeeded", "+flow+g+x;y": "succeeded", "+flow+g+x_y": "failed"}
+    assert sorted(line for _, line in logs) == ["colon", "semicolon"]

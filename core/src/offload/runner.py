@@ -9,7 +9,6 @@ task; finished tasks are collected, journaled, retried (``_retry``) or handed to
 
 from __future__ import annotations
 
-import re
 import signal
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from offload.operators import RequestContext, build_request
 from offload.params import UnknownParam
 from offload.plan import layered_params
 from offload.polling import AdaptiveInterval
+from offload.taskkeys import task_key
 from offload.workflow import Task, Workflow
 
 PENDING, RUNNING = "pending", "running"
@@ -75,10 +75,6 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, (OffloadError, UnknownParam)):
         return str(error)
     return f"{type(error).__name__}: {error}"
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip("+")).strip("_") or "task"
 
 
 class Run:
@@ -318,12 +314,13 @@ class Run:
 
     def _submit(self, node: Node, adopt: bool) -> None:
         name = node.task.name
-        task_id = f"{self.run_id}.{slug(name)}.{node.attempt}"
+        key = task_key(name)
+        task_id = f"{self.run_id}.{key}.{node.attempt}"
         ctx = RequestContext(
             task_id=task_id,
             task_name=name,
             project_dir=self.workflow.project_dir,
-            io_dir=f".offload/io/{self.run_id}/{slug(name)}.{node.attempt}",
+            io_dir=f".offload/io/{self.run_id}/{key}.{node.attempt}",
             labels={"offload.run-id": self.run_id, "offload.task-id": task_id, "offload.task-name": name},
         )
         try:
