@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--rerun", action="store_true", help="start a new run instead of resuming the last unfinished one")
     run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="set a param (repeatable)")
     run.add_argument("--session-time", metavar="ISO8601", help="the session time (default: now)")
+    run.add_argument("--wait", action="store_true", help="if another offload run drives this workflow, wait for it to end instead of failing")
 
     explain = sub.add_parser("explain", help="show, per task, the backend chosen and why the others were skipped")
     explain.add_argument("workflow", metavar="FLOW")
@@ -92,6 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             params=_params(args.param),
             rerun=args.rerun,
             session_time=args.session_time,
+            wait=args.wait,
             on_log=console.log,
             on_event=console.event,
         )

@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from offload.errors import UsageError
 from offload.models import Handle, Result, TaskState
 from offload.serialization import from_dict, to_dict
 
@@ -45,6 +46,9 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 """
 
+#: The journal format this offload writes (SQLite's ``user_version``).
+VERSION = 1
+
 #: Task states in the journal besides :class:`TaskState`: a submission in progress.
 SUBMITTING = "submitting"
 
@@ -68,17 +72,83 @@ class TaskRecord:
     result: Result | None
 
 
+class JournalError(UsageError):
+    """The journal cannot be used (corrupt, empty, from a newer offload). Exit status 2,
+    and the file is left exactly as it was found."""
+
+
 class Journal:
-    """One SQLite file per project; safe to open from a restarted driver."""
+    """One SQLite file per project; safe to open from a restarted driver.
+
+    The file is private to its owner (mode 0600: it holds handles and results), created
+    whole or not at all, and never replaced: a file that is not a journal this offload
+    can read stops the command with a message saying what to do.
+    """
 
     def __init__(self, project_dir: str) -> None:
         self.dir = os.path.join(project_dir, ".offload")
         os.makedirs(self.dir, exist_ok=True)
         self.path = os.path.join(self.dir, "journal.sqlite")
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        if not os.path.exists(self.path):
+            self._create()
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as e:
+            raise self._unusable(f"cannot be opened ({e})") from None
+        try:
+            self._check()
+            if os.stat(self.path).st_mode & 0o077:
+                os.chmod(self.path, 0o600)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            self.db.close()
+            raise self._unusable(f"is corrupt ({e})") from None
+        except JournalError:
+            self.db.close()
+            raise
+
+    def _create(self) -> None:
+        """Write a new journal beside its place, then link it in: never a half-made file."""
+        tmp = f"{self.path}.new-{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(fd)
+        try:
+            db = sqlite3.connect(tmp, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+            db.execute(f"PRAGMA user_version = {VERSION}")
+            db.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass  # another driver made it first
+            except OSError:  # a file system without hard links
+                if not os.path.exists(self.path):
+                    os.replace(tmp, self.path)
+        finally:
+            for leftover in (tmp, f"{tmp}-wal", f"{tmp}-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
+
+    def _check(self) -> None:
+        if os.path.getsize(self.path) == 0:
+            raise self._unusable("is empty: offload never leaves an empty journal, so its history was lost")
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > VERSION:
+            raise self._unusable(f"was written by a newer offload (journal version {version}, this offload reads up to {VERSION})")
+        (verdict,) = self.db.execute("PRAGMA quick_check(1)").fetchone()
+        if verdict != "ok":
+            raise self._unusable(f"is corrupt ({verdict})")
+        if version < VERSION:
+            self.db.execute(f"PRAGMA user_version = {VERSION}")
+
+    def _unusable(self, why: str) -> JournalError:
+        return JournalError(
+            f"journal {self.path} {why}; nothing was changed. Move it aside to start a new history "
+            f"(mv {self.path} {self.path}.bad), or restore it from a backup"
+        )
 
     def close(self) -> None:
         self.db.close()
@@ -124,15 +194,18 @@ class Journal:
         ).fetchall()
         out = {}
         for name, attempt, state, task_id, backend, handle, result in rows:
-            out[(name, attempt)] = TaskRecord(
-                name,
-                attempt,
-                state,
-                task_id,
-                backend,
-                from_dict(json.loads(handle), Handle) if handle else None,
-                from_dict(json.loads(result), Result) if result else None,
-            )
+            try:
+                out[(name, attempt)] = TaskRecord(
+                    name,
+                    attempt,
+                    state,
+                    task_id,
+                    backend,
+                    from_dict(json.loads(handle), Handle) if handle else None,
+                    from_dict(json.loads(result), Result) if result else None,
+                )
+            except Exception as e:  # noqa: BLE001 - any decoding failure means the same to the user
+                raise self._unusable(f"has an unreadable record of task {name} (attempt {attempt}) of run {run_id}: {type(e).__name__}") from None
         return out
 
     def _upsert(self, run_id: str, name: str, attempt: int, **fields: Any) -> None:
@@ -164,4 +237,7 @@ class Journal:
     def tracked_handles(self) -> list[Handle]:
         """Handles of every task not known to have finished, in every run (for ``offload gc``)."""
         rows = self.db.execute("SELECT handle FROM tasks WHERE handle IS NOT NULL AND result IS NULL").fetchall()
-        return [from_dict(json.loads(h), Handle) for (h,) in rows]
+        try:
+            return [from_dict(json.loads(h), Handle) for (h,) in rows]
+        except Exception as e:  # noqa: BLE001 - any decoding failure means the same to the user
+            raise self._unusable(f"has an unreadable task handle: {type(e).__name__}") from None

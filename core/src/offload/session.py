@@ -14,6 +14,7 @@ from offload.errors import UsageError
 from offload.journal import Journal
 from offload.params import session_params
 from offload.plan import check_workflow
+from offload.runlock import RunLock
 from offload.runner import SUCCEEDED, Node, Run
 from offload.workflow import Workflow, load_workflow
 
@@ -59,6 +60,7 @@ def run_workflow(
     params: Mapping[str, Any] | None = None,
     rerun: bool = False,
     session_time: str | None = None,
+    wait: bool = False,
     on_log: Callable[[str, str], None] = _quiet,
     on_event: Callable[[str, str], None] = _quiet,
 ) -> RunOutcome:
@@ -67,10 +69,15 @@ def run_workflow(
     Everything is checked before anything is launched; a problem raises
     :class:`offload.ConfigError`. ``on_log(task, line)`` gets every log line as it comes,
     ``on_event(task, message)`` every start, finish, retry and skip.
+
+    One driver at a time runs a workflow of a project: while another holds the run
+    lock, this raises :class:`offload.runlock.RunLocked` or, with ``wait``, waits for it.
     """
     workflow = load_workflow(path)
     journal = Journal(workflow.project_dir)
+    lock = RunLock(journal.dir, workflow.path)
     try:
+        lock.acquire(wait=wait, on_wait=lambda message: on_event("run", message))
         previous = None if rerun else journal.latest_run(workflow.path)
         resume = previous is not None and previous.state != SUCCEEDED
         if resume and previous is not None:
@@ -90,3 +97,4 @@ def run_workflow(
         return RunOutcome(run_id, state, resume, run.root)
     finally:
         journal.close()
+        lock.release()
