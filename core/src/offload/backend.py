@@ -88,7 +88,14 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def cancel(self, handle: Handle, grace: float = 10.0) -> None:
-        """Stop the task: ask it to stop, and kill it after ``grace`` seconds."""
+        """Stop the task: ask it to stop, and kill it after ``grace`` seconds.
+
+        Return promptly, without waiting for the task to stop: the run cancels every
+        running task this way, one after the other, and they share one grace period.
+        A backend that cannot kill from here arranges for ``poll`` to kill the task once
+        ``grace`` has passed; ``grace=0`` kills at once. A task that had already finished
+        keeps its real result: only a task this cancel stopped is ``cancelled``.
+        """
 
     def wait(self, handles: Sequence[Handle], timeout: float) -> None:
         """Block up to ``timeout`` seconds, or less when one of ``handles`` may have changed.

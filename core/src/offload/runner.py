@@ -9,7 +9,6 @@ task; finished tasks are collected, journaled, retried (``_retry``) or handed to
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +17,7 @@ import attrs
 
 from offload.api import Executor
 from offload.errors import OffloadError
+from offload.interrupts import Interrupted, Interrupts
 from offload.journal import SUBMITTING, Journal
 from offload.models import Handle, Result, TaskState
 from offload.operators import RequestContext, build_request
@@ -28,6 +28,10 @@ from offload.taskkeys import task_key
 from offload.workflow import Task, Workflow
 
 PENDING, RUNNING = "pending", "running"
+#: Seconds a cancelled task gets to stop before it is killed.
+CANCEL_GRACE = 10.0
+#: Seconds after the grace period that the run waits for backends to confirm tasks stopped.
+CONFIRM_LIMIT = 30.0
 SUCCEEDED, FAILED, CANCELLED = TaskState.SUCCEEDED.value, TaskState.FAILED.value, TaskState.CANCELLED.value
 
 
@@ -103,9 +107,8 @@ class Run:
         self.parents: dict[Node, Node] = {}
         self._index_parents(self.root)
         self.cancelling = False
-        self.force = False
-        self.signals = 0
-        self.signals_handled = 0
+        self.interrupts = Interrupts()
+        self.give_up_at = float("inf")
         self.interval = AdaptiveInterval()
         self.poll_failures = 0
 
@@ -120,54 +123,73 @@ class Run:
     # -- the loop ---------------------------------------------------------------
     def execute(self) -> str:
         """Run until every task finished or the run was cancelled; returns the run's state."""
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with self.interrupts:
             while True:
-                if self.signals != self.signals_handled:
+                if self.interrupts.pending:
                     self._cancel_running()
                 if not self.cancelling:
                     self.advance(self.root)
                 if self.root.finished or (self.cancelling and not self.running):
                     break
+                if self.cancelling and time.monotonic() > self.give_up_at:
+                    self._give_up()
+                    break
                 if self.running:
                     self.poll_once()
                     self.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
         if self.cancelling:
             return CANCELLED
         return self.root.state
 
-    def _on_signal(self, signum: int, frame: object) -> None:
-        # Only count: the loop cancels, so no backend call ever runs inside a handler.
-        self.signals += 1
-
     def _cancel_running(self) -> None:
-        self.signals_handled = self.signals
-        self.force = self.signals > 1
+        """Ask every running task to stop, all at once: the first signal with a grace
+        period, the second at once; after the third the run stops waiting for them."""
+        signals = self.interrupts.take()
         self.cancelling = True
-        how = "killing running tasks" if self.force else "cancelling running tasks (interrupt again to kill them at once)"
+        if signals >= 3:
+            self.give_up_at = time.monotonic()
+            return
+        force = signals > 1
+        grace = 0 if force else CANCEL_GRACE
+        how = "killing running tasks (interrupt again to stop waiting for them)" if force else "cancelling running tasks (interrupt again to kill them at once)"
         self.on_event("run", f"interrupted: {how}")
+        self.give_up_at = time.monotonic() + grace + CONFIRM_LIMIT
         for node, handle in list(self.running.items()):
             try:
-                self.executor.cancel(handle, grace=0 if self.force else 10)
-            except OffloadError as e:
-                self.on_event(node.task.name, f"cancel failed: {e}")
+                self.executor.cancel(handle, grace=grace)
+            except Exception as e:  # noqa: BLE001 - the others are still cancelled
+                self.on_event(node.task.name, f"cancel failed: {_describe(e)}")
+
+    def _give_up(self) -> None:
+        names = ", ".join(sorted(n.task.name for n in self.running))
+        self.on_event(
+            "run",
+            f"stopped waiting for {len(self.running)} task(s) that have not confirmed they stopped ({names}); "
+            "they may still run: run the workflow again to re-attach and collect them",
+        )
 
     def wait(self) -> None:
         handles = list(self.running.values())
         backends = {h.backend for h in handles}
         timeout = self.interval.next()
-        if len(backends) == 1:
-            self.executor.backends.get(backends.pop()).wait(handles, timeout)
-        else:
-            time.sleep(timeout)
+        try:
+            with self.interrupts.interruptible():
+                if len(backends) == 1:
+                    self.executor.backends.get(backends.pop()).wait(handles, timeout)
+                else:
+                    time.sleep(timeout)
+        except Interrupted:
+            pass
 
     def poll_once(self) -> None:
         nodes = list(self.running)
+        statuses = None
         try:
-            statuses = self.executor.poll([self.running[n] for n in nodes])
+            with self.interrupts.interruptible():
+                statuses = self.executor.poll([self.running[n] for n in nodes])
+        except Interrupted:
+            if statuses is None:
+                return  # cut short while looking: nothing was learnt, nothing is lost
         except Exception as e:  # noqa: BLE001 - a backend that cannot answer now may answer later
             self.poll_failures += 1
             if self.poll_failures in (1, 10) or self.poll_failures % 100 == 0:
