@@ -147,3 +147,44 @@ def test_explain_says_when_a_backend_is_disabled(tmp_path: Path, capsys: pytest.
     (tmp_path / "flow.dig").write_text("_export:\n  docker:\n    image: python:3.12-slim\n+a:\n  sh>: echo hi\n")
     assert main(["explain", str(tmp_path / "flow.dig")]) == 0
     assert "    docker   skipped: disabled by OFFLOAD_DISABLE_PLUGINS" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-14:00"])
+def test_a_session_time_out_of_range_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], when: str) -> None:
+    (tmp_path / "flow.dig").write_text("+a:\n  sh>: echo a > ran\n")
+    code, err = run_cli(tmp_path, capsys, "--session-time", when)
+    assert code == 2
+    assert f"offload: error: session time {when!r}: out of the range of dates" in err
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/null", "."])
+def test_a_workflow_that_is_not_a_regular_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], path: str) -> None:
+    code = main(["run", path])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"offload: error: {path}: ") and "unexpected" not in err
+
+
+def test_a_huge_workflow_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "flow.dig").write_bytes(b"# padding\n" * (2 << 20))
+    code, err = run_cli(tmp_path, capsys)
+    assert code == 2
+    assert "is larger than 16 MiB: not a workflow file" in err
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "abc", "nan", "inf"])
+def test_a_bad_timeout_from_the_command_line_is_refused_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str], timeout: str) -> None:
+    (tmp_path / "flow.dig").write_text("+a:\n  sh>: echo a > ran\n")
+    code, err = run_cli(tmp_path, capsys, "-p", f"timeout={timeout}")
+    assert code == 2
+    assert f"flow.dig: +flow+a: timeout: must be a number of seconds above 0, got {timeout!r}" in err
+    assert not (tmp_path / "ran").exists()
+
+
+def test_bad_resources_are_refused_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "flow.dig").write_text("+a:\n  resources: {memroy: 2}\n  sh>: echo a > ran\n")
+    code, err = run_cli(tmp_path, capsys)
+    assert code == 2
+    assert "flow.dig: +flow+a: resources" in err and "memroy" in err
+    assert not (tmp_path / "ran").exists()

@@ -9,6 +9,7 @@ the project mounted, or in an ECS task that unpacks the project elsewhere.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -63,15 +64,15 @@ def _timeout(task_name: str, params: Mapping[str, Any]) -> float | None:
     value = params.get("timeout")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    number = None
+    if not isinstance(value, (bool, dict, list)):
         try:
             number = float(value)
-            if number > 0 and not isinstance(value, bool):
-                return number
         except (TypeError, ValueError):
             pass
+    if number is None or not math.isfinite(number) or number <= 0:
         raise ConfigError([Problem(f"{task_name}: timeout", f"must be a number of seconds above 0, got {value!r}", fatal=True)])
-    return float(value)
+    return number
 
 
 def _resources(task_name: str, params: Mapping[str, Any]) -> Resources:
@@ -84,6 +85,17 @@ def _resources(task_name: str, params: Mapping[str, Any]) -> Resources:
     if problems or resources is None:
         raise ConfigError(problems)
     return resources
+
+
+def run_settings_problems(task_name: str, params: Mapping[str, Any]) -> list[Problem]:
+    """What is wrong with the task's ``timeout`` and ``resources``, found before anything runs."""
+    problems: list[Problem] = []
+    for parse in (_timeout, _resources):
+        try:
+            parse(task_name, params)
+        except ConfigError as e:
+            problems.extend(e.problems)
+    return problems
 
 
 def build_request(operator: str, command: str, params: Mapping[str, Any], env: Mapping[str, str], ctx: RequestContext) -> TaskRequest:

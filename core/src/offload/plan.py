@@ -18,6 +18,7 @@ import attrs
 from offload.config import KNOWN_BACKENDS
 from offload.errors import ConfigError
 from offload.models import Problem, TaskRequest
+from offload.operators import run_settings_problems
 from offload.params import BUILTIN_NAMES, UnknownParam, check_expressions, references, substitute
 from offload.selection import BackendSet, Selection
 from offload.workflow import Task, Workflow
@@ -93,6 +94,8 @@ def check_workflow(workflow: Workflow, backends: BackendSet, session: Mapping[st
         except UnknownParam:
             plans.append(TaskPlan(task, None, "backend chosen at run time: its config uses params stored by earlier tasks"))
             continue
+        for p in run_settings_problems(task.name, params):
+            problems.append(Problem(f"{source}: {p.where}", p.message, fatal=True))
         selection = backends.select(dry_request(task, params, workflow.project_dir), task.name)
         for p in selection.fatal:
             problems.append(Problem(f"{source}: {task.name}: {p.where}", p.message, fatal=True))

@@ -46,7 +46,11 @@ def session_params_for(workflow: Workflow, params: Mapping[str, Any], session_ti
         raise UsageError(f"{os.path.basename(workflow.path)}: timezone: unknown time zone {workflow.timezone!r}") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=zone)
-    return {**session_params(session_id, when.astimezone(zone), workflow.timezone, workflow.project_dir), **params}
+    try:
+        local = when.astimezone(zone)
+        return {**session_params(session_id, local, workflow.timezone, workflow.project_dir), **params}
+    except (OverflowError, ValueError):
+        raise UsageError(f"session time {session_time!r}: out of the range of dates offload can use (years 1 to 9999 in {workflow.timezone})") from None
 
 
 def _quiet(task: str, message: str) -> None:

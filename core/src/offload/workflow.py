@@ -11,6 +11,7 @@ is reported at once, naming the file, the task and the key.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -201,10 +202,19 @@ def parse_workflow(text: str, path: str) -> Workflow:
     return Workflow(path=os.path.abspath(path), name=name, root=root, timezone=timezone)
 
 
+#: A workflow file larger than this is refused (``/dev/zero`` would never end).
+MAX_WORKFLOW_BYTES = 16 << 20
+
+
 def load_workflow(path: str) -> Workflow:
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ConfigError([Problem(path, "is not a regular file: a workflow is a .dig file", fatal=True)])
+            data = f.read(MAX_WORKFLOW_BYTES + 1)
+        if len(data) > MAX_WORKFLOW_BYTES:
+            raise ConfigError([Problem(path, f"is larger than {MAX_WORKFLOW_BYTES >> 20} MiB: not a workflow file", fatal=True)])
+        text = data.decode("utf-8")
     except OSError as e:
         raise ConfigError([Problem(path, f"cannot read workflow file: {e.strerror or e}", fatal=True)]) from None
     except UnicodeDecodeError:
