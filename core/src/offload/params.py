@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-_REFERENCE = re.compile(r"\$\{([^{}]*)\}")
+REFERENCE = re.compile(r"\$\{([^{}]*)\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
 
 BUILTIN_NAMES = (
@@ -49,7 +49,7 @@ def session_params(session_id: str, session_time: dt.datetime, timezone: str, pr
     }
 
 
-def _lookup(params: Mapping[str, Any], expression: str) -> Any:
+def lookup(params: Mapping[str, Any], expression: str) -> Any:
     expr = expression.strip()
     if not _NAME.match(expr):
         raise UnknownParam(expression, f"${{{expression}}}: only ${{name}} and ${{name.key}} are supported")
@@ -76,7 +76,7 @@ def render_value(value: Any) -> str:
 def substitute(value: Any, params: Mapping[str, Any]) -> Any:
     """``value`` with every ``${...}`` in its strings replaced; raises :class:`UnknownParam`."""
     if isinstance(value, str):
-        return _REFERENCE.sub(lambda m: render_value(_lookup(params, m.group(1))), value)
+        return REFERENCE.sub(lambda m: render_value(lookup(params, m.group(1))), value)
     if isinstance(value, Mapping):
         return {k: substitute(v, params) for k, v in value.items()}
     if isinstance(value, list):
@@ -87,7 +87,7 @@ def substitute(value: Any, params: Mapping[str, Any]) -> Any:
 def references(value: Any) -> Iterable[str]:
     """The top-level param names that ``value`` refers to, for the static check."""
     if isinstance(value, str):
-        for match in _REFERENCE.finditer(value):
+        for match in REFERENCE.finditer(value):
             yield match.group(1).strip().split(".", 1)[0]
     elif isinstance(value, Mapping):
         for v in value.values():
@@ -101,7 +101,7 @@ def check_expressions(value: Any) -> list[str]:
     """Messages for ``${...}`` that are not supported expressions (checked before running)."""
     problems = []
     if isinstance(value, str):
-        for match in _REFERENCE.finditer(value):
+        for match in REFERENCE.finditer(value):
             if not _NAME.match(match.group(1).strip()):
                 problems.append(f"${{{match.group(1)}}}: only ${{name}} and ${{name.key}} are supported")
     elif isinstance(value, Mapping):

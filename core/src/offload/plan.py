@@ -24,11 +24,16 @@ from offload.selection import BackendSet, Selection
 from offload.workflow import Task, Workflow
 
 
+class Verbatim(dict[str, Any]):
+    """A layer of params that tasks produced: data, merged as it is, never evaluated."""
+
+
 def layered_params(layers: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Merge ``layers`` in order, substituting each against the params before it."""
+    """Merge ``layers`` in order, substituting each against the params before it
+    (except :class:`Verbatim` layers: a task's output is not a template)."""
     params: dict[str, Any] = {}
     for layer in layers:
-        params.update(substitute(dict(layer), params))
+        params.update(layer if isinstance(layer, Verbatim) else substitute(dict(layer), params))
     return params
 
 

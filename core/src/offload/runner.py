@@ -21,9 +21,10 @@ from offload.interrupts import Interrupted, Interrupts
 from offload.journal import SUBMITTING, Journal
 from offload.models import Handle, Result, TaskState
 from offload.operators import RequestContext, build_request
-from offload.params import UnknownParam
-from offload.plan import layered_params
+from offload.params import UnknownParam, references
+from offload.plan import Verbatim, layered_params
 from offload.polling import AdaptiveInterval
+from offload.shellparams import render_script
 from offload.taskkeys import task_key
 from offload.workflow import Task, Workflow
 
@@ -290,11 +291,19 @@ class Run:
         for n in chain_nodes:
             layers.append(n.task.export)
             if n is not node:
-                layers.append(n.exports)
+                layers.append(Verbatim(n.exports))
             if n.error_info is not None and n is not node:
-                layers.append({"error": n.error_info})
-        layers += [self.stored, {"task_name": node.task.name}, node.task.params]
+                layers.append(Verbatim({"error": n.error_info}))
+        layers += [Verbatim(self.stored), {"task_name": node.task.name}, node.task.params]
         return layered_params(layers)
+
+    def _names_from_tasks(self, node: Node) -> set[str]:
+        """Params of ``node`` whose values tasks produced (see :mod:`offload.shellparams`)."""
+        names = {"error", *self.stored}
+        for n in self._node_chain(node)[:-1]:
+            names.update(n.exports)
+        carrying = {k for k, v in node.task.params.items() if not names.isdisjoint(references(v))}
+        return (names - set(node.task.params)) | carrying
 
     def _node_chain(self, node: Node) -> list[Node]:
         chain = [node]
@@ -306,7 +315,7 @@ class Run:
         env: dict[str, str] = {}
         for n in self._node_chain(node):
             env.update(n.task.env)
-        return {k: str(v) for k, v in layered_params([params, env]).items() if k in env}
+        return {k: str(v) for k, v in layered_params([Verbatim(params), env]).items() if k in env}
 
     def start(self, node: Node) -> None:
         """Start an operator task: from the journal when it already ran, else submit it."""
@@ -347,8 +356,13 @@ class Run:
         )
         try:
             params = self.params_for(node)
-            command = layered_params([params, {"__command": node.task.command}])["__command"]
-            request = build_request(str(node.task.operator), command, params, self.env_for(node, params), ctx)
+            env = self.env_for(node, params)
+            if node.task.operator == "sh>":
+                command, carried = render_script(str(node.task.command), params, self._names_from_tasks(node))
+                env.update(carried)
+            else:
+                command = layered_params([Verbatim(params), {"__command": node.task.command}])["__command"]
+            request = build_request(str(node.task.operator), command, params, env, ctx)
             selection = self.executor.select(request)
             if selection.backend is None:
                 reasons = "; ".join(f"{a.backend}: {' '.join(a.reasons)}" for a in selection.attempts)
