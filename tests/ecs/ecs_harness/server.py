@@ -1,8 +1,14 @@
 """moto's ThreadedMotoServer on 127.0.0.1, behind a WSGI layer that counts calls and
-answers with faults on request: throttling, ``run_task`` failures, expired credentials."""
+answers with faults on request: throttling, ``run_task`` failures, expired credentials.
+
+Two things ECS does and moto does not are played here too: RunTask's ``clientToken``
+(moto ignores it: see :class:`Tokens`), and a way for a test to hold an answer after
+moto has acted on the request (:meth:`Faults.hold`), so that a driver can be killed
+at the exact point where AWS has started a task and the driver does not know it yet."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -38,14 +44,46 @@ def access_key(environ: Environ) -> str:
     return found[1] if found else ""
 
 
+class Hold:
+    """The next answer to one operation, held back until :meth:`release` (or ``limit`` s)."""
+
+    def __init__(self, op: str, limit: float) -> None:
+        self.op, self.limit = op, limit
+        self.reached = threading.Event()
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def wait(self) -> None:
+        self.reached.set()
+        self._released.wait(self.limit)
+
+
 class Faults:
     """Answers the next requests of an operation with a canned reply instead of moto's."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rules: list[dict[str, Any]] = []
+        self._holds: list[Hold] = []
         self.expired_keys: set[str] = set()
         self.calls: Counter[str] = Counter()
+
+    def hold(self, op: str, limit: float = 60.0) -> Hold:
+        """Hold back the answer to the next call of ``op``, after moto has acted on it."""
+        hold = Hold(op, limit)
+        with self._lock:
+            self._holds.append(hold)
+        return hold
+
+    def take_hold(self, op: str) -> Hold | None:
+        with self._lock:
+            for hold in self._holds:
+                if hold.op == op:
+                    self._holds.remove(hold)
+                    return hold
+        return None
 
     def add(self, op: str, count: int, *, error: tuple[str, str] | None = None, body: dict[str, Any] | None = None) -> None:
         """The next ``count`` calls of ``op`` fail with ``error`` (code, message) or answer ``body``."""
@@ -55,6 +93,9 @@ class Faults:
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
+            for hold in self._holds:
+                hold.release()
+            self._holds.clear()
             self.expired_keys.clear()
 
     def take(self, op: str) -> dict[str, Any] | None:
@@ -80,7 +121,12 @@ class FaultyApp:
             return self._error(start_response, s3, "ExpiredToken" if s3 else "ExpiredTokenException", "The security token included in the request is expired")
         rule = self.faults.take(op)
         if rule is None:
-            return self.app(environ, start_response)  # type: ignore[no-any-return]
+            hold = self.faults.take_hold(op)
+            if hold is None:
+                return self.app(environ, start_response)  # type: ignore[no-any-return]
+            answer = Answer.of(self.app, environ)
+            hold.wait()
+            return answer.send(start_response)
         if rule["error"]:
             return self._error(start_response, s3, *rule["error"])
         data = json.dumps(rule["body"]).encode()
@@ -99,16 +145,91 @@ class FaultyApp:
         return [data]
 
 
+class Answer:
+    """A WSGI answer, complete (so its application has acted), to send later or again."""
+
+    def __init__(self, status: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    @classmethod
+    def of(cls, app: Any, environ: Environ) -> Answer:
+        got: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            got.update(status=status, headers=headers)
+            return lambda data: None
+
+        body = b"".join(app(environ, start_response))
+        return cls(got["status"], got["headers"], body)
+
+    def send(self, start_response: StartResponse) -> list[bytes]:
+        start_response(self.status, self.headers)
+        return [self.body]
+
+
+class Tokens:
+    """RunTask's ``clientToken`` as ECS documents it (moto ignores it).
+
+    A token is kept per cluster with the parameters and the answer of the call that
+    completed with it: the same token and parameters give that answer again and start
+    nothing; the same token with other parameters is ``ConflictException``. Calls that
+    failed with an error do not keep their token.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._lock = threading.Lock()
+        self._kept: dict[tuple[str, str], tuple[dict[str, Any], Answer]] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        #: The ``clientToken`` of every RunTask call, in order (``None`` when absent).
+        self.seen: list[str | None] = []
+        self.conflicts = 0
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+            self._locks.clear()
+            self.seen.clear()
+            self.conflicts = 0
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if operation(environ) != "RunTask":
+            return self.app(environ, start_response)  # type: ignore[no-any-return]
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        params = json.loads(body or b"{}")
+        token = params.pop("clientToken", None)
+        self.seen.append(token)
+        if token is None:
+            return self.app(environ, start_response)  # type: ignore[no-any-return]
+        key = (str(params.get("cluster", "default")).rsplit("/", 1)[-1], str(token))
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:  # one call per token at a time
+            kept = self._kept.get(key)
+            if kept is not None:
+                if kept[0] != params:
+                    self.conflicts += 1
+                    return FaultyApp._error(start_response, False, "ConflictException", "The client token was used before with other parameters.")
+                return kept[1].send(start_response)
+            answer = Answer.of(self.app, environ)
+            if answer.status.startswith("200"):
+                self._kept[key] = (params, answer)
+        return answer.send(start_response)
+
+
 class MotoServer(ThreadedMotoServer):
     """A moto server on 127.0.0.1 and a free port, with :class:`Faults` in front of it."""
 
     def __init__(self) -> None:
         super().__init__(ip_address="127.0.0.1", port=0, verbose=False)
         self.faults = Faults()
+        self.tokens: Tokens | None = None
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     def _server_entry(self) -> None:
-        app = FaultyApp(DomainDispatcherApplication(create_backend_app), self.faults)
+        self.tokens = Tokens(FaultyApp(DomainDispatcherApplication(create_backend_app), self.faults))
+        app = self.tokens
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever()

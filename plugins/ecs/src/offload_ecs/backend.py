@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from offload import Backend, BackendContext, BackendError, Handle, Health, Problem, Result, Status, TaskRequest
-from offload_ecs import finish, health, launch, taskdefs, tracking
+from offload_ecs import adoption, finish, health, launch, runtask, taskdefs, tracking
 from offload_ecs.aws import Aws
 from offload_ecs.config import EcsConfig, parse_ecs_config
 
@@ -70,9 +70,19 @@ class EcsBackend(Backend):
         if problems:
             raise BackendError("ecs: " + "; ".join(str(p) for p in problems))
         td = taskdefs.resolve(self.aws, request.executor_config, self._scope())
-        params, state = launch.prepare(self.aws, self.config, td, request)
+        params, script, state = launch.prepare(self.aws, self.config, td, request)
         handle = Handle(self.name, request.task_id, request.io_path, state)
-        return launch.attempt(self.aws, self.config, handle, params, 1)
+        return runtask.attempt(self.aws, self.config, handle, params, script, 1)
+
+    def adopt(self, request: TaskRequest) -> Handle | None:
+        """The task already started for ``request`` (found by its ``offload.submission`` tag), if any.
+
+        Nothing found means nothing was started (the driver died before or during
+        ``run_task``): the core submits again, with the same client token.
+        """
+        if self.usable(request):
+            return None
+        return adoption.adopt(self.aws, self.config, request, self._scope())
 
     def poll(self, handles: Sequence[Handle]) -> list[Status]:
         if not handles:

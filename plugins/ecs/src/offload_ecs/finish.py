@@ -34,7 +34,7 @@ def _download(aws: Aws, state: dict[str, Any], dest: str) -> bool:
 
 def _cleanup(aws: Aws, state: dict[str, Any]) -> None:
     """Delete what the task no longer needs; the output archive stays so collecting again works."""
-    for key in (state.get("input_key"), state.get("env_key")):
+    for key in (state.get("input_key"), state.get("env_key"), state.get("run_key")):
         if not key:
             continue
         try:

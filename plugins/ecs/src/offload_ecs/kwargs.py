@@ -10,8 +10,9 @@ from typing import Any
 from botocore.model import OperationModel
 from botocore.validate import ParamValidator
 
-#: Keys offload sets itself; ``run_task_kwargs`` may not replace them.
-OWNED = ("cluster", "taskDefinition", "count")
+#: Keys offload sets itself; ``run_task_kwargs`` may not replace them (``clientToken``
+#: makes each submission idempotent: one shared by all tasks would run only the first).
+OWNED = ("cluster", "taskDefinition", "count", "clientToken")
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,9 +1,10 @@
-"""Starting a task: ship the project to S3, build the RunTask call, run it.
+"""Preparing a task: ship the project to S3 and build the RunTask call (made by :mod:`.runtask`).
 
-``run_task`` answers capacity problems (``RESOURCE:*``, ``AGENT``, "Capacity is
-unavailable") in ``failures[]`` rather than as errors. Those are tried again with
-exponential backoff and jitter up to ``max_run_task_attempts``; the waiting happens
-between polls (the handle carries the call), so ``submit`` returns at once.
+Where the task's files go and its end-of-log marker come from the submission's
+identity (:mod:`.identity`), so a restarted driver finds them without a journaled
+handle. The handle's state holds no presigned URL (they grant access to the bucket for
+up to 7 days, and the journal is a file on disk): only the bucket and keys, from which
+:func:`command` signs new URLs when ``run_task`` is tried again.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import os
 import random
 import re
 import time
-import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from offload import BackendError, Handle, TaskRequest
-from offload_ecs import archive, bootstrap
+from offload import BackendError, TaskRequest
+from offload_ecs import archive, bootstrap, identity
 from offload_ecs.aws import Aws, error_message
 from offload_ecs.config import EcsConfig
 from offload_ecs.kwargs import merge_run_task_kwargs, validate_params
@@ -62,7 +63,12 @@ def _network(config: EcsConfig, td: TaskDefinition, extra: dict[str, Any]) -> di
 
 
 def _tags(config: EcsConfig, request: TaskRequest) -> list[dict[str, str]]:
-    tags = {**config.settings.tags, **{k: v for k, v in request.labels.items()}, "offload.task-id": request.task_id}
+    tags = {
+        **config.settings.tags,
+        **{k: v for k, v in request.labels.items()},
+        "offload.task-id": request.task_id,
+        identity.SUBMISSION_TAG: identity.submission_id(request.project_dir, request.task_id),
+    }
     return [{"key": k[:128], "value": str(v)[:256]} for k, v in tags.items()]
 
 
@@ -128,20 +134,84 @@ def _key_part(task_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", task_id)[:100] or "task"
 
 
-def prepare(aws: Aws, config: EcsConfig, td: TaskDefinition, request: TaskRequest) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Upload the project and build the RunTask params; returns them and the handle state."""
+def initial_state(aws: Aws, config: EcsConfig, td: TaskDefinition, request: TaskRequest) -> dict[str, Any]:
+    """The handle state of ``request`` before ``run_task``: where everything is, and no secret."""
     storage = config.storage
     assert storage is not None and config.cluster is not None
-    nonce = uuid.uuid4().hex[:12]
-    base = f"{storage.prefix}{_key_part(request.task_id)}-{nonce}/"
-    keys: dict[str, str | None] = {"input_key": base + "project.tar.gz", "output_key": base + "io.tar.gz", "env_key": None}
-    expires = url_expiry(request.timeout)
-    get_url = aws.presign("get_object", storage.bucket, base + "project.tar.gz", expires)
-    put_url = aws.presign("put_object", storage.bucket, base + "io.tar.gz", expires)
-    marker = f"offload-end-of-log {nonce}"
+    submission = identity.submission_id(request.project_dir, request.task_id)
+    base = f"{storage.prefix}{_key_part(request.task_id)}-{identity.short(submission)}/"
+    return {
+        "cluster": config.cluster,
+        "region": aws.region,
+        "task_arn": None,
+        "container": td.container,
+        "log_group": td.log_group,
+        "log_prefix": td.log_prefix,
+        "log_region": td.log_region,
+        "log_stream": None,
+        "log_token": None,
+        "bucket": storage.bucket,
+        "input_key": base + "project.tar.gz",
+        "output_key": base + "io.tar.gz",
+        "env_key": None,
+        "run_key": None,
+        "submission": submission,
+        "marker": f"offload-end-of-log {identity.short(submission)}",
+        "submitted_at": time.time(),
+        "timeout": request.timeout,
+        "notes": [],
+    }
+
+
+def prefix(state: Mapping[str, Any]) -> str:
+    """The S3 prefix of the task's files (ends with ``/``)."""
+    return str(state["input_key"]).rsplit("/", 1)[0] + "/"
+
+
+def urls(aws: Aws, state: Mapping[str, Any]) -> tuple[str, str]:
+    """Presigned GET of the project and PUT of the output, signed now: never kept in the state."""
+    expires = url_expiry(state.get("timeout"))
+    get_url = aws.presign("get_object", state["bucket"], state["input_key"], expires)
+    put_url = aws.presign("put_object", state["bucket"], state["output_key"], expires)
+    return get_url, put_url
+
+
+def command(aws: Aws, state: Mapping[str, Any], script: Mapping[str, Any]) -> str:
+    """The container command for ``script`` (see :func:`prepare`) with freshly signed URLs.
+
+    When the body travels in the archive (``in_archive``), it carries the PUT URL signed
+    when the archive was made; only the loader's GET URL is new.
+    """
+    get_url, put_url = urls(aws, state)
+    if script["in_archive"]:
+        return bootstrap.loader(get_url, None)
+    return bootstrap.loader(get_url, bootstrap.body(script["argv"], script["workdir"], script["io_dir"], put_url, state["marker"]))
+
+
+def with_command(params: Mapping[str, Any], container: str, text: str) -> dict[str, Any]:
+    """``params`` with ``text`` as the command of offload's container."""
+    out = json.loads(json.dumps(params))
+    for ctr in out["overrides"]["containerOverrides"]:
+        if ctr.get("name") == container:
+            ctr["command"] = ["/bin/sh", "-c", text]
+    return dict(out)
+
+
+def prepare(aws: Aws, config: EcsConfig, td: TaskDefinition, request: TaskRequest) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Upload the project and build the RunTask params: the params, the script and the handle state.
+
+    The script (argv, working and io directories, whether the body is in the archive) is
+    what :func:`command` needs to sign the URLs again for another ``run_task`` attempt.
+    """
+    storage = config.storage
+    assert storage is not None
+    state = initial_state(aws, config, td, request)
+    base = prefix(state)
+    get_url, put_url = urls(aws, state)
     io_dir = os.path.normpath(request.io_dir)
     workdir = os.path.normpath(request.workdir)
-    body = bootstrap.body(request.argv, workdir, io_dir, put_url, marker)
+    script: dict[str, Any] = {"argv": list(request.argv), "workdir": workdir, "io_dir": io_dir, "in_archive": False}
+    body = bootstrap.body(request.argv, workdir, io_dir, put_url, state["marker"])
     notes: list[str] = []
     extra: dict[str, str] = {}
     env: dict[str, str] | None = dict(request.env)
@@ -150,9 +220,9 @@ def prepare(aws: Aws, config: EcsConfig, td: TaskDefinition, request: TaskReques
     if _size(params["overrides"]) > OVERRIDE_LIMIT and request.env:
         text = bootstrap.env_file(request.env) if config.settings.use_environment_file else None
         if text is not None:
-            keys["env_key"] = base + "task.env"
-            aws.call("s3", "put_object", Bucket=storage.bucket, Key=keys["env_key"], Body=text.encode("utf-8"))
-            env_files = [{"value": f"arn:aws:s3:::{storage.bucket}/{keys['env_key']}", "type": "s3"}]
+            state["env_key"] = base + "task.env"
+            aws.call("s3", "put_object", Bucket=storage.bucket, Key=state["env_key"], Body=text.encode("utf-8"))
+            env_files = [{"value": f"arn:aws:s3:::{storage.bucket}/{state['env_key']}", "type": "s3"}]
             notes.append("the environment goes in an ECS environment file: inline it would pass the 8192-character override limit")
         else:
             try:
@@ -165,6 +235,7 @@ def prepare(aws: Aws, config: EcsConfig, td: TaskDefinition, request: TaskReques
         params = build_params(config, td, request, bootstrap.loader(get_url, body), env, env_files)
     if _size(params["overrides"]) > OVERRIDE_LIMIT:
         extra["main.sh"] = body
+        script["in_archive"] = True
         params = build_params(config, td, request, bootstrap.loader(get_url, None), env, env_files)
         notes.append("the command goes in the project archive: inline it would pass the 8192-character override limit")
     if _size(params["overrides"]) > OVERRIDE_LIMIT:
@@ -178,63 +249,19 @@ def prepare(aws: Aws, config: EcsConfig, td: TaskDefinition, request: TaskReques
     path = archive.build(request.project_dir, io_dir, extra)
     try:
         with open(path, "rb") as f:
-            aws.call("s3", "put_object", Bucket=storage.bucket, Key=base + "project.tar.gz", Body=f)
+            aws.call("s3", "put_object", Bucket=storage.bucket, Key=state["input_key"], Body=f)
     except ClientError as e:
-        raise BackendError(f"ecs: cannot upload the project to s3://{storage.bucket}/{keys['input_key']}: {error_message(e)}") from None
+        raise BackendError(f"ecs: cannot upload the project to s3://{storage.bucket}/{state['input_key']}: {error_message(e)}") from None
     finally:
         os.unlink(path)
     if td.note:
         notes.insert(0, td.note)
-    state = {
-        "cluster": config.cluster,
-        "region": aws.region,
-        "task_arn": None,
-        "container": td.container,
-        "log_group": td.log_group,
-        "log_prefix": td.log_prefix,
-        "log_region": td.log_region,
-        "log_stream": None,
-        "log_token": None,
-        "bucket": storage.bucket,
-        **keys,
-        "marker": marker,
-        "submitted_at": time.time(),
-        "timeout": request.timeout,
-        "notes": notes,
-    }
-    return params, state
+    state["notes"] = notes
+    return params, script, state
 
 
-def run_once(aws: Aws, params: dict[str, Any]) -> tuple[str | None, str | None]:
-    """One ``run_task``: the task ARN, or the failures that AWS gave instead."""
-    try:
-        response = aws.call("ecs", "run_task", **params)
-    except ClientError as e:
-        raise BackendError(f"ecs: run_task refused the task: {error_message(e)}") from None
-    tasks = response.get("tasks") or []
-    if tasks:
-        return str(tasks[0]["taskArn"]), None
-    failures = response.get("failures") or [{"reason": "no task and no failure in the answer"}]
-    text = "; ".join(f"{f.get('reason', '?')}" + (f" ({f['detail']})" if f.get("detail") else "") for f in failures)
-    return None, text
-
-
-def started_state(state: dict[str, Any], arn: str) -> dict[str, Any]:
+def started_state(state: Mapping[str, Any], arn: str) -> dict[str, Any]:
     stream = None
     if state.get("log_group") and state.get("log_prefix"):
         stream = f"{state['log_prefix']}/{state['container']}/{arn.rsplit('/', 1)[-1]}"
     return {**state, "task_arn": arn, "log_stream": stream, "run": None}
-
-
-def attempt(aws: Aws, config: EcsConfig, handle: Handle, params: dict[str, Any], attempts: int) -> Handle:
-    """Try ``run_task``; the handle of the started task, or one that says when to try again."""
-    arn, failure = run_once(aws, params)
-    if arn is not None:
-        return Handle(handle.backend, handle.task_id, handle.io_path, started_state(dict(handle.state), arn))
-    limit = config.settings.max_run_task_attempts
-    if attempts >= limit:
-        error = f"run_task failed {attempts} time{'s' if attempts > 1 else ''}: {failure}"
-        return handle.with_state(run=None, final_error=error)
-    delay = backoff(attempts, config.settings.run_task_retry_delay)
-    note = f"run_task failed ({failure}); attempt {attempts + 1} of {limit} in {delay:.1f} s"
-    return handle.with_state(run={"params": params, "attempts": attempts, "retry_at": time.time() + delay}, notes=[*handle.state.get("notes", []), note])

@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from offload import BackendError, Handle, Status, TaskState
-from offload_ecs import launch, logs, schedule
+from offload_ecs import logs, runtask, schedule
 from offload_ecs.aws import Aws, error_code, error_message
 from offload_ecs.config import EcsConfig
 from offload_ecs.outcome import TIMEOUT_PREFIX, final, live_state, started
@@ -81,7 +81,7 @@ def _not_started(aws: Aws, config: EcsConfig, handle: Handle, state: dict[str, A
     if cancel_requested(aws, state):
         state.update(run=None, final_state="cancelled")
         return Status(TaskState.CANCELLED, reason="cancelled", logs=lines, handle=_with(handle, state))
-    new = launch.attempt(aws, config, _with(handle, state), run["params"], int(run["attempts"]) + 1)
+    new = runtask.retry(aws, config, _with(handle, state), int(run["attempts"]) + 1)
     state = dict(new.state)
     lines.extend(f"offload: {note}" for note in state.pop("notes", None) or [])
     state["notes"] = []
