@@ -7,14 +7,19 @@ driver: a new driver finds the log, the exit code or the still running process g
 from the handle alone. The wrapper is a shell, not Python, so that a task costs one
 fork and one exec more than ``subprocess.run`` (see ``bench/local_overhead.py``).
 
-Timeout and cancel are enforced by whoever polls: the process group gets SIGTERM,
-then SIGKILL once the grace period is over, and a marker file says why it stopped.
+Timeout and cancel are enforced by whoever polls: the process group, and every process
+that left it (found through the task's token, see :mod:`offload_local.procs`), gets
+SIGTERM, then SIGKILL once the grace period is over, and a marker file says why it
+stopped. A stopped task counts as finished once none of its processes is left.
+
+A finished task's log is read to its end (see :mod:`offload_local.logs`) before its
+final status is given: until then polls say it runs, with the lines read.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import select
 import signal
 import subprocess
 import time
@@ -24,7 +29,8 @@ from typing import Any, ClassVar
 import attrs
 
 from offload import Backend, BackendError, Handle, Health, Result, Status, TaskRequest, TaskState
-from offload_local import files
+from offload_local import files, logs, procs
+from offload_local.watch import ExitWatcher
 
 #: The wrapper: writes its pid, sends all output to the log, and records the exit code
 #: with one write when it exits (builtins only: an external ``mv`` would cost a fork
@@ -56,7 +62,16 @@ def _wrapper_mode(shell: str, argv: Sequence[str]) -> tuple[str, list[str]]:
     return "x", list(argv)
 
 
+
 KILL_AFTER = 5.0  # seconds between SIGTERM and SIGKILL on timeout
+
+#: A scan of /proc made by ``cancel`` serves the cancels of the next this many seconds,
+#: so that cancelling a thousand tasks at once costs one scan (polls scan afresh).
+SCAN_REUSE = 1.0
+
+#: The driver's own sight of an exit is trusted over the exit file's coarse time stamp
+#: when it came this soon after it (the driver was waiting, not busy or restarted).
+PROMPT = 0.02
 
 
 @attrs.frozen
@@ -70,14 +85,16 @@ def _is_our_wrapper(pid: int, io_path: str) -> bool:
     """Whether ``pid`` is the wrapper of the task in ``io_path``, not a reused pid (Linux).
 
     An empty command line means the process is between fork and exec (``Popen`` can
-    return in that window) or is a zombie: neither is a reused pid, so it counts as ours.
+    return in that window) or is a zombie: the first is ours, the second has exited.
     """
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmdline = f.read()
     except OSError:
         return True  # no /proc here: trust the pid
-    return not cmdline or files.path(io_path, files.EXIT).encode() in cmdline
+    if not cmdline:
+        return not procs.is_zombie(pid)
+    return files.path(io_path, files.EXIT).encode() in cmdline
 
 
 def _pid_alive(pid: int, io_path: str) -> bool:
@@ -90,21 +107,15 @@ def _pid_alive(pid: int, io_path: str) -> bool:
     return _is_our_wrapper(pid, io_path)
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _signal_group(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _stopping(io_path: str) -> bool:
+    return files.exists(io_path, files.CANCEL) or files.exists(io_path, files.TIMEOUT)
 
 
 class LocalBackend(Backend):
@@ -118,31 +129,46 @@ class LocalBackend(Backend):
         super().__init__(config, context)
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._base_env = dict(os.environ)
+        self._watcher = ExitWatcher()
+        #: io paths of tasks whose log had more than one read's worth at the last poll
+        self._backlog: set[str] = set()
+        self._cancel_scan: tuple[float, procs.ProcessScan] | None = None
 
     def submit(self, request: TaskRequest) -> Handle:
         io_path = request.io_path
         os.makedirs(io_path, exist_ok=True)
         for stale in (files.EXIT, files.CANCEL, files.TIMEOUT, files.LOG, files.PID):
             files.remove(io_path, stale)
-        env = {**self._base_env, **request.env} if request.env else None
+        env = {**self._base_env, **request.env, procs.TOKEN_VAR: io_path}
         paths = [files.path(io_path, name) for name in (files.LOG, files.EXIT, files.PID)]
         mode, command = _wrapper_mode(self.config.shell, request.argv)
         argv = [self.config.shell, "-c", WRAPPER, "offload-local", *paths, mode, *command]
         started = time.time()
-        try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=request.work_path,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except OSError as e:
-            raise BackendError(f"task {request.task_id}: cannot start {argv[0]!r} in {request.work_path}: {e.strerror or e}") from None
+        proc = self._spawn(request, argv, env)
         self._children[proc.pid] = proc
+        self._watcher.reset(proc.pid)
+        self._backlog.discard(io_path)
         return self._handle(request, proc.pid, started)
+
+    def _spawn(self, request: TaskRequest, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start the wrapper; out of file descriptors, give back the watcher's and try again."""
+        for attempt in (1, 2):
+            try:
+                return subprocess.Popen(
+                    argv,
+                    cwd=request.work_path,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            except OSError as e:
+                if attempt == 1 and e.errno in (errno.EMFILE, errno.ENFILE):
+                    self._watcher.release()
+                    continue
+                raise BackendError(f"task {request.task_id}: cannot start {argv[0]!r} in {request.work_path}: {e.strerror or e}") from None
+        raise AssertionError("unreachable")
 
     def _handle(self, request: TaskRequest, pgid: int, started: float) -> Handle:
         state = {
@@ -161,26 +187,73 @@ class LocalBackend(Backend):
         return self._handle(request, pid, files.started_at(request.io_path))
 
     def poll(self, handles: Sequence[Handle]) -> list[Status]:
-        return [self._poll_one(handle) for handle in handles]
+        scan = procs.ProcessScan()  # one look at /proc for every task that is stopping
+        return [self._poll_one(handle, scan) for handle in handles]
 
-    def _poll_one(self, handle: Handle) -> Status:
-        io_path = handle.io_path
-        pgid = int(handle.state["pgid"])
-        code = files.read_exit_code(io_path)
-        alive = code is None and self._alive(io_path, pgid)
-        finished = code is not None or not alive
-        if finished and code is None:
-            code = files.read_exit_code(io_path)  # written between the two looks
-        lines, offset = files.read_new_lines(io_path, int(handle.state.get("log_offset", 0)), final=finished)
+    def _poll_one(self, handle: Handle, scan: procs.ProcessScan) -> Status:
+        """Running: the new lines. Finished: the end of the log first, then the outcome.
+
+        When a task is first seen finished, the log's size then (``log_end``) and the
+        finish time go into the handle; the lines up to ``log_end`` are read in bounded
+        steps, one per poll, and only the poll that reaches it gives the final state.
+        """
+        io_path, log = handle.io_path, files.path(handle.io_path, files.LOG)
+        offset = int(handle.state.get("log_offset", 0))
         changes: dict[str, Any] = {}
-        if offset != handle.state.get("log_offset"):
-            changes["log_offset"] = offset
-        new_handle = handle.with_state(**changes) if changes else None
-        if not finished:
-            self._enforce_limits(handle)
-            return Status(TaskState.RUNNING, logs=lines, handle=new_handle)
+        end = handle.state.get("log_end")
+        if end is None:
+            if not self._finished(handle, scan):
+                self._enforce_limits(handle, scan)
+                return self._running(handle, logs.read(log, offset), changes)
+            end = logs.size(log)
+            changes = {"log_end": end, "finished_at": self._finish_time(handle)}
+        chunk = logs.read(log, offset, int(end))
+        if not chunk.drained:
+            return self._running(handle, chunk, changes)
+        self._backlog.discard(io_path)
+        code = files.read_exit_code(io_path)
         state, reason = self._outcome(io_path, code)
-        return Status(state, exit_code=code, reason=reason, logs=lines, handle=new_handle)
+        return Status(state, exit_code=code, reason=reason, logs=chunk.lines, handle=self._moved(handle, chunk.offset, changes))
+
+    def _running(self, handle: Handle, chunk: logs.LogChunk, changes: dict[str, Any]) -> Status:
+        if chunk.drained:
+            self._backlog.discard(handle.io_path)
+        else:
+            self._backlog.add(handle.io_path)
+        return Status(TaskState.RUNNING, logs=chunk.lines, handle=self._moved(handle, chunk.offset, changes))
+
+    @staticmethod
+    def _moved(handle: Handle, offset: int, changes: dict[str, Any]) -> Handle | None:
+        if offset != handle.state.get("log_offset"):
+            changes = {**changes, "log_offset": offset}
+        return handle.with_state(**changes) if changes else None
+
+    def _finished(self, handle: Handle, scan: procs.ProcessScan) -> bool:
+        """Whether the task is over: its wrapper ended or, once told to stop, every process of it."""
+        io_path, pgid = handle.io_path, int(handle.state["pgid"])
+        if _stopping(io_path):
+            wrapper = self._wrapper_alive(io_path, pgid)
+            return not (wrapper or scan.group_alive(pgid) or scan.pids(io_path))
+        if files.read_exit_code(io_path) is not None:
+            if pgid in self._children:
+                self._wrapper_alive(io_path, pgid)  # reap it
+            return True
+        return not self._wrapper_alive(io_path, pgid)
+
+    def _finish_time(self, handle: Handle) -> float:
+        """When the task ended, never before it started.
+
+        The driver's own sight of the end (a pidfd waking it, or the poll that found
+        it) has ``time.time()``'s precision, as the start time has, but may come late;
+        the exit file's stamp is never late, but coarse. The sight wins when it came
+        within :data:`PROMPT` of the stamp.
+        """
+        pgid = int(handle.state["pgid"])
+        seen = self._watcher.exited_at.pop(pgid, None) or time.time()
+        stamp = files.exit_stamp(handle.io_path)
+        if stamp is not None and not _stopping(handle.io_path) and seen - stamp > PROMPT:
+            seen = stamp
+        return max(seen, float(handle.state["started_at"]))
 
     def _outcome(self, io_path: str, code: int | None) -> tuple[TaskState, str | None]:
         if files.exists(io_path, files.CANCEL):
@@ -194,78 +267,81 @@ class LocalBackend(Backend):
             return TaskState.SUCCEEDED, None
         return TaskState.FAILED, f"exit code {code}"
 
-    def _enforce_limits(self, handle: Handle) -> None:
+    def _enforce_limits(self, handle: Handle, scan: procs.ProcessScan) -> None:
         """Stop a task past its timeout; escalate a stop to SIGKILL after the grace period."""
         io_path = handle.io_path
-        pgid = int(handle.state["pgid"])
         timeout = handle.state.get("timeout")
         now = time.time()
-        if timeout is not None and not files.exists(io_path, files.TIMEOUT) and not files.exists(io_path, files.CANCEL):
+        if timeout is not None and not _stopping(io_path):
             if now - float(handle.state["started_at"]) > float(timeout):
                 files.write_text(io_path, files.TIMEOUT, f"{float(timeout):g}", deadline=now + KILL_AFTER)
-                _signal_group(pgid, signal.SIGTERM)
+                self._signal(handle, signal.SIGTERM, scan)
         for marker in (files.CANCEL, files.TIMEOUT):
             deadline = files.deadline(io_path, marker)
             if deadline is not None and now >= deadline:
-                _signal_group(pgid, signal.SIGKILL)
+                self._signal(handle, signal.SIGKILL, scan)
 
-    def _alive(self, io_path: str, pgid: int) -> bool:
-        """Whether the task still runs: its wrapper does, or, once it was told to stop,
-        any process of its group does (so one that ignores SIGTERM still gets SIGKILL)."""
+    @staticmethod
+    def _signal(handle: Handle, sig: int, scan: procs.ProcessScan) -> None:
+        """Signal the task's process group and every process of it that left the group."""
+        _signal_group(int(handle.state["pgid"]), sig)
+        procs.signal_all(scan.pids(handle.io_path), sig)
+
+    def _wrapper_alive(self, io_path: str, pgid: int) -> bool:
+        """Whether the task's wrapper still runs; the driver reaps it when it is its child."""
         proc = self._children.get(pgid)
-        if proc is not None:
-            wrapper_alive = proc.poll() is None
-            if not wrapper_alive:
-                del self._children[pgid]
-                if files.read_exit_code(io_path) is None and proc.returncode is not None:
-                    # The script replaced the wrapper's EXIT trap, or a signal ended it.
-                    code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
-                    files.write_exit_code(io_path, code)
-        else:
-            wrapper_alive = _pid_alive(pgid, io_path)
-        if wrapper_alive:
+        if proc is None:
+            return _pid_alive(pgid, io_path)
+        if proc.poll() is None:
             return True
-        stopping = files.exists(io_path, files.CANCEL) or files.exists(io_path, files.TIMEOUT)
-        return stopping and _group_alive(pgid)
+        self._watcher.saw_exit(pgid, time.time())
+        del self._children[pgid]
+        if files.read_exit_code(io_path) is None and proc.returncode is not None:
+            # The script replaced the wrapper's EXIT trap, or a signal ended it.
+            code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+            files.write_exit_code(io_path, code)
+        return False
 
     def wait(self, handles: Sequence[Handle], timeout: float) -> None:
-        """Sleep up to ``timeout``, waking as soon as one of the tasks' wrappers exits."""
-        fds = []
-        try:
-            for handle in handles:
-                try:
-                    fds.append(os.pidfd_open(int(handle.state["pgid"])))
-                except (OSError, AttributeError):
-                    continue
-            if fds:
-                select.select(fds, [], [], timeout)
-            else:
-                time.sleep(timeout)
-        finally:
-            for fd in fds:
-                os.close(fd)
+        """Sleep up to ``timeout``, waking as soon as one of the tasks' wrappers exits.
+
+        Returns at once while a task has log left to read, so a finished task's log is
+        drained at the speed of the poll loop.
+        """
+        if any(handle.io_path in self._backlog for handle in handles):
+            return
+        running = [int(handle.state["pgid"]) for handle in handles if "log_end" not in handle.state]
+        self._watcher.wait(running, timeout)
 
     def collect(self, handle: Handle) -> Result:
-        (status,) = self.poll([handle])
-        if not status.state.finished:
+        """The result, from the exit code and the markers alone: it needs no log read."""
+        if "log_end" not in handle.state and not self._finished(handle, procs.ProcessScan()):
             raise BackendError(f"task {handle.task_id} is still running; collect it when it has finished")
-        error = None if status.state is TaskState.SUCCEEDED else status.reason
+        code = files.read_exit_code(handle.io_path)
+        state, reason = self._outcome(handle.io_path, code)
+        finished_at = handle.state.get("finished_at")
         return Result(
-            state=status.state,
-            exit_code=status.exit_code,
-            error=error,
+            state=state,
+            exit_code=code,
+            error=None if state is TaskState.SUCCEEDED else reason,
             started_at=float(handle.state["started_at"]),
-            finished_at=files.finished_at(handle.io_path),
+            finished_at=float(finished_at) if finished_at is not None else self._finish_time(handle),
         )
 
     def cancel(self, handle: Handle, grace: float = 10.0) -> None:
-        pgid = int(handle.state["pgid"])
-        if files.read_exit_code(handle.io_path) is not None:
+        if files.read_exit_code(handle.io_path) is not None and not _stopping(handle.io_path):
             return
         files.write_text(handle.io_path, files.CANCEL, "cancelled", deadline=time.time() + grace)
-        _signal_group(pgid, signal.SIGTERM)
+        scan = self._recent_scan()
+        self._signal(handle, signal.SIGTERM, scan)
         if grace <= 0:
-            _signal_group(pgid, signal.SIGKILL)
+            self._signal(handle, signal.SIGKILL, scan)
+
+    def _recent_scan(self) -> procs.ProcessScan:
+        now = time.monotonic()
+        if self._cancel_scan is None or now - self._cancel_scan[0] > SCAN_REUSE:
+            self._cancel_scan = (now, procs.ProcessScan())
+        return self._cancel_scan[1]
 
     def check(self) -> Health:
         if not os.access(self.config.shell, os.X_OK):
@@ -276,3 +352,4 @@ class LocalBackend(Backend):
         for proc in list(self._children.values()):
             proc.poll()
         self._children.clear()
+        self._watcher.release()

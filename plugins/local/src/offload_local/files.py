@@ -13,9 +13,6 @@ CANCEL = "offload-local.cancel"
 TIMEOUT = "offload-local.timeout"
 PID = "offload-local.pid"
 
-#: Read at most this much log per poll, so one chatty task cannot stall the loop.
-MAX_READ = 1 << 20
-
 
 def path(io_path: str, name: str) -> str:
     return os.path.join(io_path, name)
@@ -65,13 +62,16 @@ def started_at(io_path: str) -> float:
         return time.time()
 
 
-def finished_at(io_path: str) -> float:
-    for name in (EXIT, CANCEL, TIMEOUT):
-        try:
-            return os.stat(path(io_path, name)).st_mtime
-        except FileNotFoundError:
-            continue
-    return time.time()
+def exit_stamp(io_path: str) -> float | None:
+    """When the exit code was written, by the file system's clock; ``None`` before.
+
+    That clock is coarse (Linux stamps files from the clock tick, up to 10 ms behind
+    ``time.time()``), so it is no match for a start time taken with ``time.time()``.
+    """
+    try:
+        return os.stat(path(io_path, EXIT)).st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def write_text(io_path: str, name: str, text: str, deadline: float | None = None) -> None:
@@ -98,25 +98,3 @@ def read_text(io_path: str, name: str) -> str:
 def deadline(io_path: str, name: str) -> float | None:
     value = _read_marker(io_path, name).get("deadline")
     return float(value) if isinstance(value, (int, float)) else None
-
-
-def read_new_lines(io_path: str, offset: int, final: bool) -> tuple[tuple[str, ...], int]:
-    """Complete log lines written since ``offset``, and the offset after them.
-
-    A line still being written is left for the next poll unless ``final``.
-    """
-    try:
-        with open(path(io_path, LOG), "rb") as f:
-            f.seek(offset)
-            data = f.read(MAX_READ)
-    except FileNotFoundError:
-        return (), offset
-    if not data:
-        return (), offset
-    if not final or len(data) == MAX_READ:
-        end = data.rfind(b"\n")
-        if end < 0:
-            return (), offset
-        data = data[: end + 1]
-    text = data.decode("utf-8", errors="replace")
-    return tuple(text.splitlines()), offset + len(data)

@@ -1,0 +1,114 @@
+"""Reading a task's log in bounded steps, without losing or cutting a line.
+
+Each poll reads at most :data:`MAX_READ` bytes of each task's log, so one chatty task
+cannot stall the poll loop; the cursor (a byte offset) lives in the task's handle.
+A line is only handed out once its newline is there, except:
+
+- a line longer than :data:`MAX_READ` is handed out in pieces of at most that size,
+  each piece but the last ending with :data:`SPLIT_MARKER` (a piece never ends inside
+  a UTF-8 character);
+- once the task has finished, the last line is handed out even without a newline.
+
+When the task has finished, the poll loop keeps reading until the log is drained up to
+the size it had at that moment (``end``); only then does the task count as finished.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+#: At most this many bytes of one task's log are read per poll.
+MAX_READ = 1 << 20
+
+#: Ends each piece of a line longer than :data:`MAX_READ` but the last one.
+SPLIT_MARKER = " [offload: line over 1 MiB split; continues on the next line]"
+
+
+class LogChunk(NamedTuple):
+    """What one read found: the lines, the offset after them, and whether ``end`` was reached."""
+
+    lines: tuple[str, ...]
+    offset: int
+    drained: bool
+
+
+def size(log_path: str) -> int:
+    """The current size of the log; 0 when the task wrote none."""
+    try:
+        return os.stat(log_path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def read(log_path: str, offset: int, end: int | None = None) -> LogChunk:
+    """The log lines after ``offset``, at most :data:`MAX_READ` bytes of them.
+
+    :param end: the size of the log when the task finished, or ``None`` while it runs:
+        bytes after ``end`` are never read, and the last line before it is complete.
+    :return: ``drained`` says whether everything up to ``end`` was handed out (while
+        the task runs: whether everything there was fitted in this read).
+    """
+    try:
+        with open(log_path, "rb") as f:
+            limit = os.fstat(f.fileno()).st_size if end is None else end
+            if offset >= limit:
+                return LogChunk((), offset, True)
+            f.seek(offset)
+            wanted = min(MAX_READ, limit - offset)
+            data = f.read(wanted)
+    except FileNotFoundError:
+        return LogChunk((), offset, True)
+    if end is None:
+        lines, used = _lines(data, at_end=False)
+        return LogChunk(lines, offset + used, limit - offset <= MAX_READ)
+    at_end = len(data) < wanted or offset + len(data) >= end  # shorter: the file was truncated
+    lines, used = _lines(data, at_end)
+    return LogChunk(lines, offset + used, at_end)
+
+
+def _lines(data: bytes, at_end: bool) -> tuple[tuple[str, ...], int]:
+    """The lines in ``data`` and how many of its bytes they used."""
+    if at_end:
+        return _decode(data), len(data)
+    newline = data.rfind(b"\n")
+    if newline >= 0:
+        return _decode(data[: newline + 1]), newline + 1
+    if len(data) < MAX_READ:
+        return (), 0  # a line still being written: wait for its newline
+    cut = utf8_boundary(data)
+    return (data[:cut].decode("utf-8", errors="replace") + SPLIT_MARKER,), cut
+
+
+def _decode(data: bytes) -> tuple[str, ...]:
+    """Lines split on ``\\n`` only (a ``\\r`` inside a line stays; ``\\r\\n`` ends one)."""
+    if not data:
+        return ()
+    text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
+    if text.endswith("\n"):
+        text = text[:-1]
+    return tuple(text.split("\n"))
+
+
+def utf8_boundary(data: bytes) -> int:
+    """The length of the longest prefix of ``data`` that does not end inside a UTF-8 character.
+
+    Bytes that are not UTF-8 are cut anywhere (they decode to replacement characters anyway).
+    """
+    n = len(data)
+    for back in range(1, min(4, n) + 1):
+        byte = data[n - back]
+        if byte & 0xC0 == 0x80:
+            continue  # a continuation byte: look further back for the lead byte
+        return n if back >= _sequence_length(byte) else n - back
+    return n
+
+
+def _sequence_length(lead: int) -> int:
+    if 0xC0 <= lead < 0xE0:
+        return 2
+    if 0xE0 <= lead < 0xF0:
+        return 3
+    if 0xF0 <= lead < 0xF8:
+        return 4
+    return 1
