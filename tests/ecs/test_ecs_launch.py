@@ -167,6 +167,18 @@ def test_the_run_task_call_carries_config_resources_tags_and_kwargs(world: World
     assert tags["team"] == "data" and tags["offload.task-id"] == handle.task_id
 
 
+def test_tags_from_labels_and_task_ids_keep_to_ecss_characters(world: World, project: Path) -> None:
+    task_id = "run.+load;data(1)*#%x.1"
+    labels = {"offload.task-name": "+load;data (x) ünï", "team": "a&b"}
+    result, _, handle = run(world, project, "true", task_id=task_id, labels=labels)
+    assert result.ok
+    tags = {t["key"]: t["value"] for t in world.ecs.list_tags_for_resource(resourceArn=handle.state["task_arn"])["tags"]}
+    allowed = re.compile(r"^[\w\s.:/=+\-@]*$")
+    assert all(allowed.match(k) and allowed.match(v) for k, v in tags.items()), tags
+    assert tags["offload.task-id"] == "run.+load_data_1____x.1"
+    assert tags["offload.task-name"] == "+load_data _x_ ünï" and tags["team"] == "a_b"
+
+
 def test_awsvpc_without_subnets_is_a_clear_error(world: World, project: Path) -> None:
     with offload.Executor(world.config(subnets=[])) as executor, pytest.raises(offload.BackendError) as info:
         executor.submit(make_request(project, "true", TASK))

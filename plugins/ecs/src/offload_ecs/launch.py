@@ -14,6 +14,7 @@ import os
 import random
 import re
 import time
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -62,11 +63,20 @@ def _network(config: EcsConfig, td: TaskDefinition, extra: dict[str, Any]) -> di
     return {"awsvpcConfiguration": vpc}
 
 
+def tag_text(text: str) -> str:
+    """``text`` in the characters ECS allows in tags (letters, numbers, spaces, ``_.:/=+-@``).
+
+    Labels and task ids come from the core, in any characters; RunTask would refuse
+    them. They name the task for people: the ``offload.submission`` tag identifies it.
+    """
+    return "".join(c if c in "_.:/=+-@" or unicodedata.category(c)[0] in "LNZ" else "_" for c in text)
+
+
 def _tags(config: EcsConfig, request: TaskRequest) -> list[dict[str, str]]:
     tags = {
         **config.settings.tags,
-        **{k: v for k, v in request.labels.items()},
-        "offload.task-id": request.task_id,
+        **{tag_text(k): tag_text(str(v)) for k, v in request.labels.items()},
+        "offload.task-id": tag_text(request.task_id),
         identity.SUBMISSION_TAG: identity.submission_id(request.project_dir, request.task_id),
     }
     return [{"key": k[:128], "value": str(v)[:256]} for k, v in tags.items()]
