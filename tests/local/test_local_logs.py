@@ -86,3 +86,12 @@ def test_the_task_counts_as_finished_only_once_its_log_is_drained(executor: offl
     seen: list[str] = []
     executor.wait(handle, on_log=seen.append, timeout=120)
     assert seen == [str(n) for n in range(1, 500001)]
+
+
+def test_a_line_of_exactly_one_mebibyte_is_whole_and_one_byte_more_is_split(executor: offload.Executor, project: Path) -> None:
+    script = "head -c 1048576 /dev/zero | tr '\\0' a; echo; head -c 1048577 /dev/zero | tr '\\0' b; echo; echo end"
+    result, logs = run(executor, project, script)
+    assert result.ok
+    assert logs[0] == "a" * 1048576
+    assert logs[1:3] == ["b" * 1048576 + MARKER, "b"]
+    assert logs[3:] == ["end"]

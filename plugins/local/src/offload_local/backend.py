@@ -250,9 +250,12 @@ class LocalBackend(Backend):
         """
         pgid = int(handle.state["pgid"])
         seen = self._watcher.exited_at.pop(pgid, None) or time.time()
-        stamp = files.exit_stamp(handle.io_path)
-        if stamp is not None and not _stopping(handle.io_path) and seen - stamp > PROMPT:
-            seen = stamp
+        if _stopping(handle.io_path):
+            seen = time.time()  # the last of its processes, not the wrapper, ended it
+        else:
+            stamp = files.exit_stamp(handle.io_path)
+            if stamp is not None and seen - stamp > PROMPT:
+                seen = stamp
         return max(seen, float(handle.state["started_at"]))
 
     def _outcome(self, io_path: str, code: int | None) -> tuple[TaskState, str | None]:

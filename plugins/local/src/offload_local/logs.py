@@ -1,6 +1,6 @@
 """Reading a task's log in bounded steps, without losing or cutting a line.
 
-Each poll reads at most :data:`MAX_READ` bytes of each task's log, so one chatty task
+Each poll reads at most :data:`MAX_READ` (+ 1) bytes of each task's log, so one chatty task
 cannot stall the poll loop; the cursor (a byte offset) lives in the task's handle.
 A line is only handed out once its newline is there, except:
 
@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-#: At most this many bytes of one task's log are read per poll.
+#: About this many bytes of one task's log are read per poll (one more, to see whether a
+#: line of exactly this length ends there).
 MAX_READ = 1 << 20
 
 #: Ends each piece of a line longer than :data:`MAX_READ` but the last one.
@@ -42,7 +43,7 @@ def size(log_path: str) -> int:
 
 
 def read(log_path: str, offset: int, end: int | None = None) -> LogChunk:
-    """The log lines after ``offset``, at most :data:`MAX_READ` bytes of them.
+    """The log lines after ``offset``, from one read of at most :data:`MAX_READ` + 1 bytes.
 
     :param end: the size of the log when the task finished, or ``None`` while it runs:
         bytes after ``end`` are never read, and the last line before it is complete.
@@ -55,28 +56,28 @@ def read(log_path: str, offset: int, end: int | None = None) -> LogChunk:
             if offset >= limit:
                 return LogChunk((), offset, True)
             f.seek(offset)
-            wanted = min(MAX_READ, limit - offset)
+            wanted = min(MAX_READ + 1, limit - offset)  # one more: is a line of exactly MAX_READ complete?
             data = f.read(wanted)
     except FileNotFoundError:
         return LogChunk((), offset, True)
     if end is None:
         lines, used = _lines(data, at_end=False)
-        return LogChunk(lines, offset + used, limit - offset <= MAX_READ)
+        return LogChunk(lines, offset + used, limit - offset - used <= MAX_READ)
     at_end = len(data) < wanted or offset + len(data) >= end  # shorter: the file was truncated
     lines, used = _lines(data, at_end)
-    return LogChunk(lines, offset + used, at_end)
+    return LogChunk(lines, offset + used, at_end and used == len(data))
 
 
 def _lines(data: bytes, at_end: bool) -> tuple[tuple[str, ...], int]:
-    """The lines in ``data`` and how many of its bytes they used."""
+    """The lines in ``data`` and how many of its bytes they used (at most :data:`MAX_READ` + 1)."""
     if at_end:
         return _decode(data), len(data)
     newline = data.rfind(b"\n")
     if newline >= 0:
         return _decode(data[: newline + 1]), newline + 1
-    if len(data) < MAX_READ:
+    if len(data) <= MAX_READ:
         return (), 0  # a line still being written: wait for its newline
-    cut = utf8_boundary(data)
+    cut = utf8_boundary(data[:MAX_READ])
     return (data[:cut].decode("utf-8", errors="replace") + SPLIT_MARKER,), cut
 
 
