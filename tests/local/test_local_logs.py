@@ -95,3 +95,9 @@ def test_a_line_of_exactly_one_mebibyte_is_whole_and_one_byte_more_is_split(exec
     assert logs[0] == "a" * 1048576
     assert logs[1:3] == ["b" * 1048576 + MARKER, "b"]
     assert logs[3:] == ["end"]
+
+
+def test_a_long_last_line_without_a_newline_is_split_too(executor: offload.Executor, project: Path) -> None:
+    result, logs = run(executor, project, "head -c 1048577 /dev/zero | tr '\\0' c")
+    assert result.ok
+    assert logs == ["c" * 1048576 + MARKER, "c"]

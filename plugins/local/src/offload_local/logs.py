@@ -70,7 +70,7 @@ def read(log_path: str, offset: int, end: int | None = None) -> LogChunk:
 
 def _lines(data: bytes, at_end: bool) -> tuple[tuple[str, ...], int]:
     """The lines in ``data`` and how many of its bytes they used (at most :data:`MAX_READ` + 1)."""
-    if at_end:
+    if at_end and len(data) <= MAX_READ:
         return _decode(data), len(data)
     newline = data.rfind(b"\n")
     if newline >= 0:
