@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import offload
-from offload.runner import Node
+from offload.nodes import Node
 
 
 def run(tmp_path: Path, text: str, plugins: tuple[Any, ...] = (), **kwargs: Any) -> tuple[offload.RunOutcome, list[tuple[str, str]], list[tuple[str, str]]]:

@@ -80,8 +80,8 @@ def _executor(config_path: str | None, workflow_path: str | None) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from offload.nodes import CANCELLED, SUCCEEDED
     from offload.report import Console, summary_table
-    from offload.runner import CANCELLED, SUCCEEDED
     from offload.session import run_workflow
 
     console = Console()

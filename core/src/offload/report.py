@@ -6,7 +6,7 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from offload.runner import Node
+    from offload.nodes import Node
 
 
 class Console:

@@ -13,73 +13,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import attrs
-
 from offload.api import Executor
 from offload.errors import OffloadError
 from offload.interrupts import Interrupted, Interrupts
 from offload.journal import SUBMITTING, Journal
 from offload.models import Handle, Result, TaskState
+from offload.nodes import CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, Node, build_tree, describe
 from offload.operators import RequestContext, build_request
-from offload.params import UnknownParam, references
+from offload.params import references
 from offload.plan import Verbatim, layered_params
 from offload.polling import AdaptiveInterval
 from offload.shellparams import render_script
 from offload.taskkeys import task_key
-from offload.workflow import Task, Workflow
+from offload.workflow import Workflow
 
-PENDING, RUNNING = "pending", "running"
 #: Seconds a cancelled task gets to stop before it is killed.
 CANCEL_GRACE = 10.0
 #: Seconds after the grace period that the run waits for backends to confirm tasks stopped.
 CONFIRM_LIMIT = 30.0
-SUCCEEDED, FAILED, CANCELLED = TaskState.SUCCEEDED.value, TaskState.FAILED.value, TaskState.CANCELLED.value
-
-
-@attrs.define(eq=False)
-class Node:
-    task: Task
-    children: list[Node]
-    state: str = PENDING
-    tries: int = 0
-    attempt: int = 0
-    reuse_journal: bool = True
-    handle: Handle | None = None
-    backend: str | None = None
-    result: Result | None = None
-    error_node: Node | None = None
-    error_info: dict[str, Any] | None = None
-    exports: dict[str, Any] = attrs.field(factory=dict)
-
-    @property
-    def finished(self) -> bool:
-        return self.state in (SUCCEEDED, FAILED, CANCELLED)
-
-    def reset(self) -> None:
-        self.state, self.handle, self.result, self.error_node, self.exports = PENDING, None, None, None, {}
-        self.reuse_journal = False
-        for child in self.children:
-            child.reset()
-            child.tries = 0
-
-    def operator_nodes(self) -> list[Node]:
-        out = [] if self.task.children else [self]
-        for child in self.children:
-            out.extend(child.operator_nodes())
-        if self.error_node is not None:
-            out.extend(self.error_node.operator_nodes())
-        return out
-
-
-def build_tree(task: Task) -> Node:
-    return Node(task, [build_tree(child) for child in task.children])
-
-
-def _describe(error: BaseException) -> str:
-    """A one-line reason: offload's own errors as they are, others with their type."""
-    if isinstance(error, (OffloadError, UnknownParam)):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
 
 
 class Run:
@@ -159,7 +110,7 @@ class Run:
             try:
                 self.executor.cancel(handle, grace=grace)
             except Exception as e:  # noqa: BLE001 - the others are still cancelled
-                self.on_event(node.task.name, f"cancel failed: {_describe(e)}")
+                self.on_event(node.task.name, f"cancel failed: {describe(e)}")
 
     def _give_up(self) -> None:
         names = ", ".join(sorted(n.task.name for n in self.running))
@@ -217,7 +168,7 @@ class Run:
         try:
             result = self.executor.collect(handle)
         except Exception as e:  # noqa: BLE001 - the task fails with the reason; the run goes on
-            result = Result(state=TaskState.FAILED, error=f"cannot collect the result: {_describe(e)}", finished_at=time.time())
+            result = Result(state=TaskState.FAILED, error=f"cannot collect the result: {describe(e)}", finished_at=time.time())
         self.journal.finished(self.run_id, node.task.name, node.attempt, handle.task_id, handle.backend, result)
         self.executor.pm.hook.offload_task_finished(task_name=node.task.name, backend_name=handle.backend, result=result)
         node.handle, node.result = handle, result
@@ -376,7 +327,7 @@ class Run:
                 self.journal.submitting(self.run_id, name, node.attempt, task_id, backend)
                 handle = self.executor.pm.hook.offload_submit_task(backend=self.executor.backends.get(backend), request=request)
         except Exception as e:  # noqa: BLE001 - the task fails with the reason; the run goes on
-            result = Result(state=TaskState.FAILED, error=_describe(e), started_at=time.time(), finished_at=time.time())
+            result = Result(state=TaskState.FAILED, error=describe(e), started_at=time.time(), finished_at=time.time())
             self.journal.finished(self.run_id, name, node.attempt, task_id, None, result)
             node.result = result
             self.finish(node, FAILED, result)

@@ -12,10 +12,11 @@ import attrs
 from offload.api import Executor
 from offload.errors import UsageError
 from offload.journal import Journal
+from offload.nodes import SUCCEEDED, Node
 from offload.params import session_params
 from offload.plan import check_workflow
 from offload.runlock import RunLock
-from offload.runner import SUCCEEDED, Node, Run
+from offload.runner import Run
 from offload.workflow import Workflow, load_workflow
 
 
