@@ -50,6 +50,15 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("plugins", help="list installed plugins, their distributions, versions and hooks")
 
+    secrets = sub.add_parser("secrets", help="set, list or delete the local secrets that ${secret:name} refers to")
+    secrets_sub = secrets.add_subparsers(dest="action", metavar="ACTION", required=True)
+    secret_set = secrets_sub.add_parser("set", help="set a secret; the value is read from standard input (or --from-file), never the command line")
+    secret_set.add_argument("name")
+    secret_set.add_argument("--from-file", metavar="PATH", help="read the value from this file (its content as it is)")
+    secrets_sub.add_parser("list", help="list the names of the secrets (never their values)")
+    secret_delete = secrets_sub.add_parser("delete", help="delete a secret")
+    secret_delete.add_argument("name")
+
     gc = sub.add_parser("gc", help="remove what offload left behind (containers, ...) that no journal tracks")
     gc.add_argument("project", nargs="?", default=".", help="the project whose journal tracks tasks (default: .)")
     gc.add_argument("--dry-run", action="store_true", help="only list what would be removed")
@@ -175,7 +184,42 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "explain": cmd_explain, "check": cmd_check, "plugins": cmd_plugins, "gc": cmd_gc}
+def cmd_secrets(args: argparse.Namespace) -> int:
+    from offload.errors import UsageError
+    from offload.secrets import SecretStore, check_name
+
+    store = SecretStore()
+    if args.action == "list":
+        for name in store.names():
+            print(name)
+        return 0
+    check_name(args.name)
+    if args.action == "delete":
+        if not store.delete(args.name):
+            raise UsageError(f"no secret named {args.name!r} in {store.path}")
+        print(f"deleted secret {args.name}", file=sys.stderr)
+        return 0
+    if args.from_file:
+        try:
+            with open(args.from_file, encoding="utf-8") as f:
+                value = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"--from-file {args.from_file}: cannot read it ({e})") from None
+    elif sys.stdin.isatty():
+        import getpass
+
+        value = getpass.getpass(f"value of secret {args.name}: ")
+    else:
+        value = sys.stdin.read()
+        value = value[:-1] if value.endswith("\n") else value
+    if not value:
+        raise UsageError(f"secret {args.name}: the value is empty")
+    store.set(args.name, value)
+    print(f"set secret {args.name} in {store.path}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "explain": cmd_explain, "check": cmd_check, "plugins": cmd_plugins, "gc": cmd_gc, "secrets": cmd_secrets}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -84,11 +84,16 @@ def substitute(value: Any, params: Mapping[str, Any]) -> Any:
     return value
 
 
+def _is_secret(expression: str) -> bool:
+    return expression.strip().startswith("secret:")
+
+
 def references(value: Any) -> Iterable[str]:
     """The top-level param names that ``value`` refers to, for the static check."""
     if isinstance(value, str):
         for match in REFERENCE.finditer(value):
-            yield match.group(1).strip().split(".", 1)[0]
+            if not _is_secret(match.group(1)):
+                yield match.group(1).strip().split(".", 1)[0]
     elif isinstance(value, Mapping):
         for v in value.values():
             yield from references(v)
@@ -102,7 +107,9 @@ def check_expressions(value: Any) -> list[str]:
     problems = []
     if isinstance(value, str):
         for match in REFERENCE.finditer(value):
-            if not _NAME.match(match.group(1).strip()):
+            if _is_secret(match.group(1)):
+                problems.append(f"${{{match.group(1)}}}: a secret can be used only in an _env value (it reaches the task as an environment variable)")
+            elif not _NAME.match(match.group(1).strip()):
                 problems.append(f"${{{match.group(1)}}}: only ${{name}} and ${{name.key}} are supported")
     elif isinstance(value, Mapping):
         for v in value.values():

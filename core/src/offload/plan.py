@@ -20,6 +20,8 @@ from offload.errors import ConfigError
 from offload.models import Problem, TaskRequest
 from offload.operators import run_settings_problems
 from offload.params import BUILTIN_NAMES, UnknownParam, check_expressions, references, substitute
+from offload.secrets import REFERENCE as SECRET_REFERENCE
+from offload.secrets import SecretStore, missing_message, secret_names
 from offload.selection import BackendSet, Selection
 from offload.workflow import Task, Workflow
 
@@ -71,8 +73,19 @@ def dry_request(task: Task, params: Mapping[str, Any], project_dir: str) -> Task
     return TaskRequest(task_id=task.name, argv=("true",), project_dir=project_dir, executor_config=executor_config)
 
 
-def check_workflow(workflow: Workflow, backends: BackendSet, session: Mapping[str, Any]) -> list[TaskPlan]:
+def _env_problems(source: str, task: Task, secrets: SecretStore) -> list[Problem]:
+    """Problems of a task's ``_env``: bad expressions, and secrets that are not set."""
+    problems = []
+    for key, value in task.env.items():
+        where = f"{source}: {task.name}: _env.{key}"
+        problems += [Problem(where, message, fatal=True) for message in check_expressions(SECRET_REFERENCE.sub("", value))]
+        problems += [Problem(where, missing_message(name), fatal=True) for name in secret_names(value) if secrets.get(name) is None]
+    return problems
+
+
+def check_workflow(workflow: Workflow, backends: BackendSet, session: Mapping[str, Any], secrets: SecretStore | None = None) -> list[TaskPlan]:
     """Every operator task's plan; raises :class:`ConfigError` with every problem found."""
+    secrets = secrets or SecretStore()
     source = workflow.path.rsplit("/", 1)[-1]
     problems: list[Problem] = []
     plans: list[TaskPlan] = []
@@ -81,12 +94,13 @@ def check_workflow(workflow: Workflow, backends: BackendSet, session: Mapping[st
         chain = ancestors(workflow.root, task)
         for message in check_expressions(task.export):
             problems.append(Problem(f"{source}: {task.name}: _export", message, fatal=True))
+        problems += _env_problems(source, task, secrets)
         if task.is_group:
             continue
         for key, value in (("command", task.command), *task.params.items(), *(("_env." + k, v) for k, v in task.env.items())):
             label = task.operator if key == "command" else key
-            for message in check_expressions(value):
-                problems.append(Problem(f"{source}: {task.name}: {label}", message, fatal=True))
+            if not key.startswith("_env."):
+                problems += [Problem(f"{source}: {task.name}: {label}", message, fatal=True) for message in check_expressions(value)]
             if not earlier_operator:
                 known = _static_names(chain)
                 for name in references(value):
@@ -113,12 +127,12 @@ def check_workflow(workflow: Workflow, backends: BackendSet, session: Mapping[st
     return plans
 
 
-def explain_lines(workflow: Workflow, backends: BackendSet, session: Mapping[str, Any]) -> list[str]:
+def explain_lines(workflow: Workflow, backends: BackendSet, session: Mapping[str, Any], secrets: SecretStore | None = None) -> list[str]:
     """``offload explain``: per task, the chosen backend and why the others were skipped."""
     lines = []
     order = backends.system.type if backends.system.type != "auto" else " -> ".join(backends.system.order)
     lines.append(f"workflow {workflow.name} ({workflow.path}); config {backends.system.source}; backends: {order}")
-    for plan in check_workflow(workflow, backends, session):
+    for plan in check_workflow(workflow, backends, session, secrets):
         if plan.selection is None:
             lines.append(f"{plan.task.name}: {plan.note}")
             continue

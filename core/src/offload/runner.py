@@ -20,9 +20,10 @@ from offload.journal import SUBMITTING, Journal
 from offload.models import Handle, Result, TaskState
 from offload.nodes import CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, Node, build_tree, describe
 from offload.operators import RequestContext, build_request
-from offload.params import references
+from offload.params import references, substitute
 from offload.plan import Verbatim, layered_params
 from offload.polling import AdaptiveInterval
+from offload.secrets import Masker, SecretStore, resolve, secret_names
 from offload.shellparams import render_script
 from offload.taskkeys import task_key
 from offload.workflow import Workflow
@@ -45,10 +46,16 @@ class Run:
         session: dict[str, Any],
         on_log: Callable[[str, str], None],
         on_event: Callable[[str, str], None],
+        secrets: SecretStore | None = None,
     ) -> None:
         self.workflow, self.executor, self.journal, self.run_id = workflow, executor, journal, run_id
         self.session = session
-        self.on_log, self.on_event = on_log, on_event
+        self.secrets = secrets or SecretStore()
+        #: every secret the workflow uses is masked from the start (a re-attached task logs too)
+        self.masker = Masker()
+        self.masker.add(v for t in workflow.root.walk() for e in t.env.values() for n in secret_names(e) if (v := self.secrets.get(n)) is not None)
+        self.on_log: Callable[[str, str], None] = lambda task, line: on_log(task, self.masker.text(line))
+        self.on_event: Callable[[str, str], None] = lambda task, message: on_event(task, self.masker.text(message))
         self.root = build_tree(workflow.root)
         #: the latest journaled attempt of each task, from before this process started
         self.records = {}
@@ -169,6 +176,7 @@ class Run:
             result = self.executor.collect(handle)
         except Exception as e:  # noqa: BLE001 - the task fails with the reason; the run goes on
             result = Result(state=TaskState.FAILED, error=f"cannot collect the result: {describe(e)}", finished_at=time.time())
+        result = self.masker.result(result)
         self.journal.finished(self.run_id, node.task.name, node.attempt, handle.task_id, handle.backend, result)
         self.executor.pm.hook.offload_task_finished(task_name=node.task.name, backend_name=handle.backend, result=result)
         node.handle, node.result = handle, result
@@ -266,7 +274,11 @@ class Run:
         env: dict[str, str] = {}
         for n in self._node_chain(node):
             env.update(n.task.env)
-        return {k: str(v) for k, v in layered_params([Verbatim(params), env]).items() if k in env}
+        out = {}
+        for key, value in env.items():
+            out[key], used = resolve(value, self.secrets, lambda text: str(substitute(text, params)))
+            self.masker.add(used)
+        return out
 
     def start(self, node: Node) -> None:
         """Start an operator task: from the journal when it already ran, else submit it."""
@@ -327,7 +339,7 @@ class Run:
                 self.journal.submitting(self.run_id, name, node.attempt, task_id, backend)
                 handle = self.executor.pm.hook.offload_submit_task(backend=self.executor.backends.get(backend), request=request)
         except Exception as e:  # noqa: BLE001 - the task fails with the reason; the run goes on
-            result = Result(state=TaskState.FAILED, error=describe(e), started_at=time.time(), finished_at=time.time())
+            result = Result(state=TaskState.FAILED, error=self.masker.text(describe(e)), started_at=time.time(), finished_at=time.time())
             self.journal.finished(self.run_id, name, node.attempt, task_id, None, result)
             node.result = result
             self.finish(node, FAILED, result)

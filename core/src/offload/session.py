@@ -17,6 +17,7 @@ from offload.params import session_params
 from offload.plan import check_workflow
 from offload.runlock import RunLock
 from offload.runner import Run
+from offload.secrets import SecretStore
 from offload.workflow import Workflow, load_workflow
 
 
@@ -66,6 +67,7 @@ def run_workflow(
     rerun: bool = False,
     session_time: str | None = None,
     wait: bool = False,
+    secrets: SecretStore | None = None,
     on_log: Callable[[str, str], None] = _quiet,
     on_event: Callable[[str, str], None] = _quiet,
 ) -> RunOutcome:
@@ -88,7 +90,8 @@ def run_workflow(
         if resume and previous is not None:
             session_time = previous.session_time
         session = session_params_for(workflow, params or {}, session_time, previous.run_id if resume and previous else "new")
-        check_workflow(workflow, executor.backends, session)
+        secrets = secrets or SecretStore()
+        check_workflow(workflow, executor.backends, session, secrets)
         if resume and previous is not None:
             run_id = previous.run_id
             journal.reopen_run(run_id)
@@ -96,7 +99,7 @@ def run_workflow(
             run_id = journal.start_run(workflow.path, session["session_time"]).run_id
         session["session_id"] = run_id
         on_event("run", f"{'resuming' if resume else 'starting'} run {run_id} of {workflow.name}")
-        run = Run(workflow, executor, journal, run_id, session, on_log, on_event)
+        run = Run(workflow, executor, journal, run_id, session, on_log, on_event, secrets)
         state = run.execute()
         journal.finish_run(run_id, state)
         return RunOutcome(run_id, state, resume, run.root)
