@@ -2,15 +2,20 @@
 
 A handle's state: ``engine`` (address), ``submission`` (a random id, also a label),
 ``timeout``, ``phase`` (``preparing`` while the image is pulled or built, ``started``
-once the container runs, ``failed`` when preparing failed), ``container`` and the log
-cursor. Nothing else is needed to poll, collect or cancel from another process.
+once the container exists, ``failed`` when preparing failed), ``container``, what the
+first look at the container found (``started_at``, ``stop_signal``) and the log cursor.
+Nothing else is needed to poll, collect or cancel from another process.
+
+Two sets of SDK clients: ``engines`` for the calls that may take long (pulls, builds,
+creating and starting containers, archives) and ``quick``, with
+``command_executor.docker.api_timeout``, for everything the poll loop and cancel do.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import threading
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -19,16 +24,21 @@ import docker.errors
 
 import offload
 from offload import BackendError, ConfigError, Handle, Health, Problem, Result, Status, TaskRequest, TaskState
-from offload_docker import jobs, markers, outcome
+from offload_docker import jobs, markers, outcome, resume, stopping
 from offload_docker.config import DockerSystemConfig, TaskSettings, parse_task
 from offload_docker.container import PROJECT, SUBMISSION, TASK_ID, copy_io_out, launch
-from offload_docker.engine import Engines, engine_errors, is_remote
+from offload_docker.engine import Engines, is_remote
+from offload_docker.follow import Follower
 from offload_docker.gc import find_orphans, remove_orphans
 from offload_docker.images import prepare, present, ready_image
-from offload_docker.logs import LogCursor, parse_engine_time, read_new_lines
+from offload_docker.logs import LogCursor
+from offload_docker.stopping import RUNNING_STATES
 
 PREPARING, STARTED, FAILED = "preparing", "started", "failed"
-RUNNING_STATES = ("running", "restarting", "paused", "removing")
+#: Logs followed at once (a connection each); beyond, a running container's log comes once it stops.
+MAX_FOLLOWERS = 256
+#: How soon ``wait`` returns when a container's log ended before the engine said it stopped.
+RECHECK = 0.05
 
 
 class DockerBackend(offload.Backend):
@@ -42,18 +52,23 @@ class DockerBackend(offload.Backend):
         super().__init__(config, context)
         self.config: DockerSystemConfig
         self.engines = Engines(self.config.host)
+        # Each followed log holds a connection of the quick clients' pool while it runs.
+        self.quick = Engines(self.config.host, timeout=self.config.api_timeout, pool_size=MAX_FOLLOWERS + 16)
         self._removals: list[threading.Thread] = []
         self._removals_lock = threading.Lock()
+        self._followers: dict[str, Follower] = {}
+        self._activity = threading.Event()
+        self._recheck = False
 
     # -- choosing --------------------------------------------------------------------
 
     def usable(self, task: TaskRequest) -> list[Problem]:
-        return parse_task(task)[1]
+        return parse_task(task, self.config)[1]
 
     def settings(self, request: TaskRequest) -> TaskSettings:
-        found, problems = parse_task(request)
+        found, problems = parse_task(request, self.config)
         if found is None:
-            raise ConfigError([Problem(p.where, p.message, fatal=True) for p in problems])
+            raise ConfigError([Problem(p.where, p.message, fatal=True) for p in problems if not p.warning])
         return found
 
     def _hook(self) -> Any:
@@ -66,7 +81,6 @@ class DockerBackend(offload.Backend):
     def submit(self, request: TaskRequest) -> Handle:
         settings = self.settings(request)
         address = self.engines.address(settings.engine)
-        client = self.engines.client(address, request.task_id)
         submission = uuid.uuid4().hex[:12]
         handle = Handle(
             backend=self.name,
@@ -74,14 +88,20 @@ class DockerBackend(offload.Backend):
             io_path=request.io_path,
             state={"engine": address, "submission": submission, "timeout": request.timeout, "phase": PREPARING},
         )
-        with engine_errors(address, request.task_id, "looking up the image"):
-            image = ready_image(client.api, settings, self._hook())
+        quick = self.quick.client(address, request.task_id)
+        with self.quick.errors(address, request.task_id, "looking up the image"):
+            image = ready_image(quick.api, settings, self._hook())
         if image is not None:  # the common case: start now, nothing to wait for
-            with engine_errors(address, request.task_id, "starting the container"):
+            client = self.engines.client(address, request.task_id)
+            with self.engines.errors(address, request.task_id, "starting the container"):
                 container_id = launch(client.api, request, settings, self.config, image, submission, is_remote(address))
             return handle.with_state(phase=STARTED, container=container_id)
-        jobs.start(submission, lambda job: self._prepare_and_launch(job, request, settings, address))
+        resume.keep_request(request, submission)
+        self._start_preparing(request, settings, address, submission)
         return handle
+
+    def _start_preparing(self, request: TaskRequest, settings: TaskSettings, address: str, submission: str) -> None:
+        jobs.start(submission, lambda job: self._prepare_and_launch(job, request, settings, address), notify=self._activity.set)
 
     def _prepare_and_launch(self, job: jobs.Job, request: TaskRequest, settings: TaskSettings, address: str) -> None:
         """The background part of ``submit``: pull or build, then start unless cancelled."""
@@ -89,7 +109,7 @@ class DockerBackend(offload.Backend):
         try:
             client = engines.client(address, request.task_id)
             try:
-                with engine_errors(address, request.task_id, "preparing the image"):
+                with engines.errors(address, request.task_id, "preparing the image"):
                     image = prepare(client, address, settings, self._hook(), job.log)
             except BackendError as e:
                 text = str(e)
@@ -97,14 +117,17 @@ class DockerBackend(offload.Backend):
             with job.lock:
                 if job.cancelled:
                     return
-                with engine_errors(address, request.task_id, "starting the container"):
+                with engines.errors(address, request.task_id, "starting the container"):
                     job.container_id = launch(client.api, request, settings, self.config, image, job.submission, is_remote(address))
         finally:
+            resume.drop_request(request.io_path, job.submission)  # started, failed or cancelled: done with it
             engines.close()
 
     # -- polling ---------------------------------------------------------------------
 
     def poll(self, handles: Sequence[Handle]) -> list[Status]:
+        self._activity.clear()
+        self._recheck = False
         return [self._poll_one(handle) for handle in handles]
 
     def _poll_one(self, handle: Handle) -> Status:
@@ -124,14 +147,7 @@ class DockerBackend(offload.Backend):
         submission = str(handle.state["submission"])
         job = jobs.get(submission)
         if job is None:  # another process prepared it, or a driver that has since stopped
-            container_id = self._find(handle)
-            if container_id is not None:
-                return handle.with_state(phase=STARTED, container=container_id), [], None
-            if outcome.cancelled(handle):
-                failed = handle.with_state(phase=FAILED)
-                return failed, [], Status(TaskState.CANCELLED, reason="cancelled before it started", handle=failed)
-            reason = f"task {handle.task_id}: the driver stopped while the image was being prepared and no container was started; run the task again"
-            return handle, [], Status(TaskState.LOST, reason=reason)
+            return self._resume_preparing(handle)
         with job.lock:  # lines and outcome read together: no line logged just before the end is lost
             logs, job.lines = job.lines, []
             error, container_id, cancelled, done = job.error, job.container_id, job.cancelled, job.done
@@ -146,55 +162,112 @@ class DockerBackend(offload.Backend):
         assert not done, "a finished preparation has a container, an error or a cancel"
         return handle, logs, Status(TaskState.PENDING, logs=logs)
 
+    def _resume_preparing(self, handle: Handle) -> tuple[Handle, list[str], Status | None]:
+        """A preparation that no thread of this process runs: its container, or prepare again."""
+        container_id = self._find(handle)
+        if container_id is not None:
+            return handle.with_state(phase=STARTED, container=container_id), [], None
+        if outcome.cancelled(handle):
+            failed = handle.with_state(phase=FAILED)
+            return failed, [], Status(TaskState.CANCELLED, reason="cancelled before it started", handle=failed)
+        submission = str(handle.state["submission"])
+        request = resume.kept_request(handle.io_path, submission)
+        if request is None:
+            reason = f"task {handle.task_id}: the driver stopped while the image was being prepared and no container was started; run the task again"
+            return handle, [], Status(TaskState.LOST, reason=reason)
+        try:
+            settings = self.settings(request)
+        except ConfigError as e:
+            failed = handle.with_state(phase=FAILED, error=f"task {handle.task_id}: {e}")
+            return failed, [], Status(TaskState.FAILED, reason=f"task {handle.task_id}: {e}", handle=failed)
+        self._start_preparing(request, settings, str(handle.state["engine"]), submission)
+        note = "[offload: the driver stopped while the image was being prepared; preparing it again]"
+        return handle, [note], Status(TaskState.PENDING, logs=[note])
+
     def _poll_container(self, handle: Handle, logs: list[str], changed: bool) -> Status:
-        api = self._api(handle)
         container_id = str(handle.state["container"])
-        address = str(handle.state["engine"])
-        with engine_errors(address, handle.task_id, "inspecting the container"):
-            try:
-                info = api.inspect_container(container_id)
-            except docker.errors.NotFound:
+        cursor = LogCursor.from_state(handle.state)
+        follower = self._followers.get(container_id)
+        if follower is not None and (follower.delivered != cursor or follower.failed is not None):
+            self._unfollow(container_id)
+            follower = None
+        if follower is None:
+            info = self._inspect(handle)
+            if info is None:
                 return self._gone(handle, logs)
-            state = info["State"]
-            running = state.get("Status") in RUNNING_STATES
-            if running:
-                self._enforce_timeout(api, handle, state)
-            new, cursor = read_new_lines(api, container_id, LogCursor.from_state(handle.state))
+            if info["State"].get("Status") == "created":
+                return self._created(handle, logs, changed)
+            handle, changed = self._learn(handle, info, changed)
+            if len(self._followers) >= MAX_FOLLOWERS and info["State"].get("Status") in RUNNING_STATES:
+                stopping.enforce(self._api(handle), self._errors(handle), handle, self.config.stop_grace)
+                return Status(TaskState.RUNNING, logs=logs, handle=handle if changed else None)
+            follower = self._follow(handle, cursor)
+        new, after, drained = follower.take()
+        if after is not None and after != cursor:
+            handle, changed = handle.with_state(**after.to_state()), True
         logs = [*logs, *new]
-        if new or changed:
-            handle = handle.with_state(**cursor.to_state())
-        update = handle if (new or changed) else None
-        if running:
+        update = handle if changed else None
+        if not drained:
+            stopping.enforce(self._api(handle), self._errors(handle), handle, self.config.stop_grace)
             return Status(TaskState.RUNNING, logs=logs, handle=update)
-        if state.get("Status") == "created" and not outcome.cancelled(handle):
-            return Status(TaskState.PENDING, logs=logs, handle=update)
+        info = self._inspect(handle)
+        if info is None:
+            self._unfollow(container_id)
+            return self._gone(handle, logs)
+        state = info["State"]
+        if state.get("Status") in RUNNING_STATES:  # the log ended a moment before the engine saw the exit
+            if follower.unreadable is None:
+                self._unfollow(container_id)
+                self._recheck = True
+            stopping.enforce(self._api(handle), self._errors(handle), handle, self.config.stop_grace)
+            return Status(TaskState.RUNNING, logs=logs, handle=update)
+        self._unfollow(container_id)
+        if state.get("Status") == "created":
+            return self._created(handle, logs, changed)
         found = outcome.from_container(handle, state)
         return Status(found.state, exit_code=found.exit_code, reason=found.error, logs=logs, handle=update)
 
-    def _enforce_timeout(self, api: Any, handle: Handle, state: dict[str, Any]) -> None:
-        """Past the deadline: SIGTERM once, SIGKILL ``stop_grace`` seconds later.
+    def _learn(self, handle: Handle, info: dict[str, Any], changed: bool) -> tuple[Handle, bool]:
+        """Keep in the handle what timeouts need, so no later poll has to ask the engine."""
+        started = outcome.engine_times(info["State"])["started_at"]
+        learnt: dict[str, Any] = {}
+        if started is not None and handle.state.get("started_at") != started:
+            learnt["started_at"] = started
+        signal = stopping.stop_signal(info)
+        if signal != "SIGTERM" and handle.state.get("stop_signal") != signal:
+            learnt["stop_signal"] = signal
+        return (handle.with_state(**learnt), True) if learnt else (handle, changed)
 
-        The deadline counts from the container's start as the engine recorded it, so a
-        driver that restarts enforces it too.
-        """
-        timeout = handle.state.get("timeout")
-        started = parse_engine_time(state.get("StartedAt"))
-        if not timeout or started is None or time.time() < started + float(timeout):
-            return
-        name = outcome.marker(handle, markers.TIMED_OUT)
-        sent = markers.read(handle.io_path, name)
-        if sent is None:
-            markers.write(handle.io_path, name, {"timeout": timeout})
-            self._signal(api, str(handle.state["container"]), "SIGTERM")
-        elif time.time() > float(sent["at"]) + self.config.stop_grace:
-            self._signal(api, str(handle.state["container"]), "SIGKILL")
+    def _created(self, handle: Handle, logs: list[str], changed: bool) -> Status:
+        """A container created but never started: its driver died in between. Start it."""
+        update = handle if changed else None
+        if outcome.cancelled(handle):
+            found = outcome.from_container(handle, {"Status": "created"})
+            return Status(found.state, reason=found.error, logs=logs, handle=update)
+        address, container_id = str(handle.state["engine"]), str(handle.state["container"])
+        request = resume.kept_request(handle.io_path, str(handle.state.get("submission", "")))
+        with self.engines.errors(address, handle.task_id, "starting the container its driver had created"):
+            started = resume.start_created(self.engines.client(address, handle.task_id).api, container_id, request, is_remote(address))
+        if not started:
+            reason = (
+                f"task {handle.task_id}: container {container_id[:12]} was created but never started, "
+                "and the project cannot be copied to the remote engine any more; run the task again"
+            )
+            return Status(TaskState.LOST, reason=reason, logs=logs, handle=update)
+        resume.drop_request(handle.io_path, str(handle.state.get("submission", "")))
+        self._recheck = True
+        return Status(TaskState.PENDING, logs=logs, handle=update)
 
-    @staticmethod
-    def _signal(api: Any, container_id: str, signal: str) -> None:
-        try:
-            api.kill(container_id, signal=signal)
-        except docker.errors.APIError:
-            pass  # it stopped meanwhile
+    def _follow(self, handle: Handle, cursor: LogCursor) -> Follower:
+        container_id = str(handle.state["container"])
+        follower = Follower(self._api(handle), container_id, cursor, self.config.api_timeout, self._activity.set)
+        self._followers[container_id] = follower
+        return follower
+
+    def _unfollow(self, container_id: str) -> None:
+        follower = self._followers.pop(container_id, None)
+        if follower is not None:
+            follower.close()
 
     def _gone(self, handle: Handle, logs: list[str]) -> Status:
         found = outcome.saved(handle)
@@ -204,30 +277,12 @@ class DockerBackend(offload.Backend):
         return Status(TaskState.LOST, reason=reason, logs=logs)
 
     def wait(self, handles: Sequence[Handle], timeout: float) -> None:
-        """Sleep up to ``timeout``, waking as soon as one of the containers stops.
-
-        Uses the engine's event stream (``die`` events of these containers, from one
-        second back so a stop just before the call is not missed). Handles still being
-        prepared, or on several engines, fall back to sleeping.
-        """
-        started = [h for h in handles if h.state.get("phase") == STARTED and h.state.get("container")]
-        engines = {str(h.state["engine"]) for h in started}
-        if not started or len(started) != len(handles) or len(engines) != 1 or timeout <= 0:
-            time.sleep(max(0.0, timeout))
-            return
-        api = self._api(started[0])
-        now = time.time()
-        filters = {"event": ["die"], "container": [str(h.state["container"]) for h in started]}
-        begun = time.monotonic()
-        try:
-            stream = api.events(since=now - 1.0, until=now + timeout, filters=filters, decode=True)
-            try:
-                for _ in stream:
-                    return
-            finally:
-                stream.close()
-        except Exception:  # noqa: BLE001 - waiting is best effort; the next poll reports errors
-            time.sleep(max(0.0, timeout - (time.monotonic() - begun)))
+        """Sleep up to ``timeout``, waking as soon as a followed log has news (lines, its
+        end) or a preparation moves on; never a call to the engine, so never stuck on one."""
+        if self._recheck:
+            timeout = min(timeout, RECHECK)
+        if timeout > 0:
+            self._activity.wait(timeout)
 
     # -- collecting and cancelling ---------------------------------------------------
 
@@ -241,9 +296,9 @@ class DockerBackend(offload.Backend):
         container_id = handle.state.get("container") or self._find(handle)
         if container_id is None:
             return Result(TaskState.LOST, error=f"task {handle.task_id}: no container was started for it")
+        self._unfollow(container_id)
         api = self._api(handle)
-        address = str(handle.state["engine"])
-        with engine_errors(address, handle.task_id, "collecting the result"):
+        with self._errors(handle)("collecting the result"):
             try:
                 info = api.inspect_container(container_id)
             except docker.errors.NotFound:
@@ -251,9 +306,11 @@ class DockerBackend(offload.Backend):
             if info["State"].get("Status") in RUNNING_STATES:
                 raise BackendError(f"task {handle.task_id}: still running; collect it once it has finished")
             found = outcome.from_container(handle, info["State"])
-            if is_remote(address):
-                copy_io_out(api, container_id, handle.io_path)
-            outcome.save(handle, found)
+        address = str(handle.state["engine"])
+        if is_remote(address):
+            with self.engines.errors(address, handle.task_id, "copying the io directory back"):
+                copy_io_out(self.engines.client(address, handle.task_id).api, container_id, handle.io_path)
+        outcome.save(handle, found)
         self._remove_later(api, container_id)
         return found.result()
 
@@ -273,37 +330,45 @@ class DockerBackend(offload.Backend):
         thread.start()
 
     def cancel(self, handle: Handle, grace: float = 10.0) -> None:
-        markers.write(handle.io_path, outcome.marker(handle, markers.CANCELLED))
+        """Send the stop signal and return; ``poll`` kills the container after ``grace``."""
         container_id = handle.state.get("container")
         if container_id is None:
             job = jobs.get(str(handle.state["submission"]))
             if job is not None:
                 with job.lock:
-                    job.cancelled = True
+                    if job.container_id is None:
+                        markers.write(handle.io_path, outcome.marker(handle, markers.CANCELLED))
+                        job.cancelled = True
+                        return
                     container_id = job.container_id
             else:
                 container_id = self._find(handle)
-        if container_id is None:
-            return
-        with engine_errors(str(handle.state["engine"]), handle.task_id, "stopping the container"):
-            try:
-                self._api(handle).stop(container_id, timeout=max(0, round(grace)))
-            except docker.errors.NotFound:
-                pass
+                if container_id is None:  # still preparing in a driver that stopped: never start it
+                    markers.write(handle.io_path, outcome.marker(handle, markers.CANCELLED))
+                    resume.drop_request(handle.io_path, str(handle.state["submission"]))
+                    return
+        stopping.cancel(self._api(handle), self._errors(handle), handle, str(container_id), grace)
 
     def adopt(self, request: TaskRequest) -> Handle | None:
-        """The container already started for ``request`` (same task id, same project), if any."""
+        """The container already made for ``request`` (same task id, same project), if any;
+        one left created but never started is started now."""
         settings = self.settings(request)
         address = self.engines.address(settings.engine)
-        api = self.engines.client(address, request.task_id).api
+        api = self.quick.client(address, request.task_id).api
         filters = {"label": [f"{TASK_ID}={request.task_id}", f"{PROJECT}={request.project_dir}"]}
-        with engine_errors(address, request.task_id, "looking for the container"):
+        with self.quick.errors(address, request.task_id, "looking for the container"):
             found = api.containers(all=True, filters=filters)
         if not found:
+            for kept in glob.glob(os.path.join(request.io_path, markers.MARKER_DIR, "*.request.json")):
+                os.remove(kept)  # a preparation cut short: the task is submitted afresh
             return None
         container = found[0]
         state = {"engine": address, "submission": container["Labels"].get(SUBMISSION, ""), "timeout": request.timeout}
-        return Handle(self.name, request.task_id, request.io_path, {**state, "phase": STARTED, "container": container["Id"]})
+        handle = Handle(self.name, request.task_id, request.io_path, {**state, "phase": STARTED, "container": container["Id"]})
+        if container.get("State") == "created" and not outcome.cancelled(handle):
+            with self.engines.errors(address, request.task_id, "starting the container its driver had created"):
+                resume.start_created(self.engines.client(address, request.task_id).api, container["Id"], request, is_remote(address))
+        return handle
 
     def collect_garbage(self, tracked: Sequence[Handle], dry_run: bool = False, project_dir: str | None = None) -> list[str]:
         """Remove this project's stopped containers that no tracked handle names.
@@ -323,10 +388,10 @@ class DockerBackend(offload.Backend):
     # -- health ----------------------------------------------------------------------
 
     def check(self) -> Health:
-        address = self.engines.address(None)
+        address = self.quick.address(None)
         try:
-            client = self.engines.client(address)
-            with engine_errors(address, None, "asking the engine its version"):
+            client = self.quick.client(address)
+            with self.quick.errors(address, None, "asking the engine its version"):
                 version = client.version()
                 missing = [image for image in self.config.images if not present(client.api, image)]
         except BackendError as e:
@@ -342,20 +407,37 @@ class DockerBackend(offload.Backend):
         return Health(ok=not missing, summary=summary, details=tuple(details))
 
     def close(self) -> None:
+        for container_id in list(self._followers):
+            self._unfollow(container_id)
         with self._removals_lock:
             pending, self._removals = self._removals, []
         for thread in pending:
             thread.join(timeout=60)
         self.engines.close()
+        self.quick.close()
 
     # -- helpers ---------------------------------------------------------------------
 
     def _api(self, handle: Handle) -> Any:
-        return self.engines.client(str(handle.state["engine"]), handle.task_id).api
+        return self.quick.client(str(handle.state["engine"]), handle.task_id).api
+
+    def _errors(self, handle: Handle) -> stopping.Errors:
+        address = str(handle.state["engine"])
+        return lambda doing: self.quick.errors(address, handle.task_id, doing)
+
+    def _inspect(self, handle: Handle) -> dict[str, Any] | None:
+        """The container's details, or ``None`` when it no longer exists."""
+        api = self._api(handle)
+        with self._errors(handle)("inspecting the container"):
+            try:
+                info: dict[str, Any] = api.inspect_container(str(handle.state["container"]))
+            except docker.errors.NotFound:
+                return None
+        return info
 
     def _find(self, handle: Handle) -> str | None:
         """The container of this submission, found by its label (after a driver restart)."""
         api = self._api(handle)
-        with engine_errors(str(handle.state["engine"]), handle.task_id, "looking for the container"):
+        with self._errors(handle)("looking for the container"):
             found = api.containers(all=True, filters={"label": f"{SUBMISSION}={handle.state['submission']}"})
         return str(found[0]["Id"]) if found else None

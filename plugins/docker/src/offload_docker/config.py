@@ -10,6 +10,7 @@ import offload
 from offload import Problem, TaskRequest
 from offload_docker.engine import describe_engine_value
 from offload_docker.options import BuildOptions, RunOptions, parse_build_options, parse_run_options
+from offload_docker.policy import host_access
 
 
 @attrs.frozen
@@ -20,13 +21,18 @@ class DockerSystemConfig:
     ``$DOCKER_HOST`` or the local socket. ``stop_grace``: seconds between SIGTERM and
     SIGKILL when a task times out. ``init``: run an init process as PID 1, so the command
     gets signals and its zombies are reaped. ``images``: images ``offload check docker``
-    looks for.
+    looks for. ``api_timeout``: seconds the poll loop and cancel wait for one answer of
+    the engine (a hung engine then costs seconds, not the SDK's 60). ``allow_host_access``:
+    ``false`` refuses run options that give a container the host (``--privileged``,
+    ``-v /:/host``, ``--pid=host``...); ``true`` runs them, with a warning.
     """
 
     host: str = ""
     stop_grace: float = 10.0
     init: bool = True
     images: tuple[str, ...] = ()
+    api_timeout: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
+    allow_host_access: bool = True
 
 
 @attrs.frozen
@@ -74,11 +80,13 @@ def selinux_suffix(value: Any) -> str | None:
     return None
 
 
-def parse_task(task: TaskRequest) -> tuple[TaskSettings | None, list[Problem]]:
+def parse_task(task: TaskRequest, system: DockerSystemConfig | None = None) -> tuple[TaskSettings | None, list[Problem]]:
     """The task's settings, or ``None`` and why not.
 
     No ``docker:`` or no ``image`` is a non-fatal problem ("not configured": selection
-    moves on, as Digdag falls back to local); anything malformed is fatal.
+    moves on, as Digdag falls back to local); anything malformed is fatal. Run options
+    that give the container the host come back as warnings with the settings, or as
+    fatal problems when ``system.allow_host_access`` is false.
     """
     at = where(task)
     raw = task.executor_config.get("docker")
@@ -99,7 +107,13 @@ def parse_task(task: TaskRequest) -> tuple[TaskSettings | None, list[Problem]]:
     problems.extend(Problem(f"{at}.run_options", p, fatal=True) for p in run_problems)
     build, build_problems = parse_build_options(parsed.build_options)
     problems.extend(Problem(f"{at}.build_options", p, fatal=True) for p in build_problems)
-    if problems:
+    allowed = system is None or system.allow_host_access
+    for phrase in host_access(run, _socket_of(engine or (system.host if system else "") or "")):
+        if allowed:
+            problems.append(Problem(f"{at}.run_options", f"{phrase} (command_executor.docker.allow_host_access: false refuses it)", warning=True))
+        else:
+            problems.append(Problem(f"{at}.run_options", f"{phrase}; refused: command_executor.docker.allow_host_access is false", fatal=True))
+    if any(not p.warning for p in problems):
         return None, problems
     spec = offload.ImageSpec(image=parsed.image, build=parsed.build, build_options=parsed.build_options)
     settings = TaskSettings(
@@ -111,4 +125,8 @@ def parse_task(task: TaskRequest) -> tuple[TaskSettings | None, list[Problem]]:
         pull_always=parsed.pull_always,
         relabel=relabel or "",
     )
-    return settings, []
+    return settings, problems
+
+
+def _socket_of(address: str) -> str | None:
+    return address.removeprefix("unix://") if address.startswith("unix://") else None

@@ -90,6 +90,11 @@ def host_config_args(request: TaskRequest, settings: TaskSettings, system: Docke
         "dns": list(run.dns) or None,
         "tmpfs": dict(run.tmpfs) or None,
         "device_requests": _gpu_requests(settings, resources.gpu),
+        "pid_mode": run.pid_mode,
+        "ipc_mode": run.ipc_mode,
+        "userns_mode": run.userns_mode,
+        "uts_mode": run.uts_mode,
+        "devices": list(run.devices) or None,
     }
     args.update({k: v for k, v in optional.items() if v is not None})
     return args

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import docker
 import docker.errors
 import requests.exceptions
+import urllib3.exceptions
 
 from offload import BackendError
 
@@ -51,11 +54,22 @@ def is_remote(address: str) -> bool:
     return address.startswith(REMOTE_SCHEMES)
 
 
+def timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` means the engine took the connection but did not answer in time."""
+    if isinstance(exc, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
+        return True
+    if isinstance(exc, docker.errors.DockerException) and not isinstance(exc, docker.errors.APIError):
+        return "timed out" in str(exc)  # the SDK wraps a timeout while it asks the API version
+    return False
+
+
 def unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` means the engine could not be reached at all (not that it refused)."""
     if isinstance(exc, docker.errors.APIError):
         return False
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)):
+        return True
+    if isinstance(exc, (urllib3.exceptions.ProtocolError, urllib3.exceptions.TimeoutError)):
         return True
     return isinstance(exc, docker.errors.DockerException)
 
@@ -86,14 +100,25 @@ def not_answering(address: str, exc: BaseException, task_id: str | None = None) 
     )
 
 
+def too_slow(address: str, timeout: float | None, doing: str, task_id: str | None = None) -> BackendError:
+    who = f"task {task_id}: " if task_id else ""
+    within = f" within {timeout:g} s" if timeout else ""
+    return BackendError(
+        f"{who}the Docker Engine at {address} did not answer{within} ({doing}); it accepts connections "
+        "but does not reply: it may be hung or overloaded (command_executor.docker.api_timeout sets the limit)"
+    )
+
+
 @contextmanager
-def engine_errors(address: str, task_id: str | None, doing: str) -> Iterator[None]:
+def engine_errors(address: str, task_id: str | None, doing: str, timeout: float | None = None) -> Iterator[None]:
     """Turn SDK errors into one :class:`BackendError` naming the task and what failed."""
     try:
         yield
     except BackendError:
         raise
     except Exception as e:
+        if timed_out(e):
+            raise too_slow(address, timeout, doing, task_id) from None
         if unreachable(e):
             raise not_answering(address, e, task_id) from None
         if isinstance(e, docker.errors.DockerException):
@@ -103,34 +128,65 @@ def engine_errors(address: str, task_id: str | None, doing: str) -> Iterator[Non
 
 
 class Engines:
-    """SDK clients by engine address, made on first use and shared by threads."""
+    """SDK clients by engine address, made on first use and shared by threads.
 
-    def __init__(self, default_host: str = "") -> None:
+    ``timeout`` is the clients' read timeout (``None``: the SDK's 60 s). The backend
+    keeps a second set with a short one for the calls of the poll loop and of cancel,
+    so that an engine that accepts connections but never replies costs seconds, not a
+    minute per call; once a call to an engine has timed out, further calls to it
+    through :meth:`errors` fail at once for ``timeout`` seconds instead of waiting again
+    (Ctrl-C with many tasks on a hung engine then takes one timeout, not one per task).
+    """
+
+    def __init__(self, default_host: str = "", timeout: float | None = None, pool_size: int | None = None) -> None:
         self.default_host = default_host
+        self.timeout = timeout
+        self.pool_size = pool_size
         self._clients: dict[str, docker.DockerClient] = {}
         self._lock = threading.Lock()
+        self._hung_until: dict[str, float] = {}
 
     def address(self, address: str | None) -> str:
         return resolve(address, self.default_host)
+
+    @contextmanager
+    def errors(self, address: str, task_id: str | None, doing: str) -> Iterator[None]:
+        """:func:`engine_errors` for this set's timeout, failing fast on an engine that just hung."""
+        if time.monotonic() < self._hung_until.get(address, 0.0):
+            raise too_slow(address, self.timeout, f"{doing}: not tried, as it did not answer the call before", task_id)
+        try:
+            with engine_errors(address, task_id, doing, self.timeout):
+                yield
+        except BackendError as e:
+            if self.timeout and " did not answer" in str(e):
+                self._hung_until[address] = time.monotonic() + self.timeout
+            raise
 
     def client(self, address: str | None, task_id: str | None = None) -> docker.DockerClient:
         """The client for ``address`` (the default engine when ``None``)."""
         full = self.address(address)
         with self._lock:
             client = self._clients.get(full)
-            if client is None:
-                with engine_errors(full, task_id, "connecting to the engine"):
-                    if full.startswith("ssh://"):
-                        client = docker.DockerClient(base_url=full, use_ssh_client=True)
-                    elif full == os.environ.get("DOCKER_HOST"):
-                        client = docker.from_env()
-                    else:
-                        client = docker.DockerClient(base_url=full)
-                self._clients[full] = client
+        if client is not None:
             return client
+        kwargs: dict[str, Any] = {} if self.timeout is None else {"timeout": self.timeout}
+        if self.pool_size is not None:
+            kwargs["max_pool_size"] = self.pool_size
+        with self.errors(full, task_id, "connecting to the engine"):
+            if full.startswith("ssh://"):
+                client = docker.DockerClient(base_url=full, use_ssh_client=True, **kwargs)
+            elif full == os.environ.get("DOCKER_HOST"):
+                client = docker.from_env(**kwargs)
+            else:
+                client = docker.DockerClient(base_url=full, **kwargs)
+        with self._lock:
+            existing = self._clients.setdefault(full, client)
+        if existing is not client:
+            client.close()
+        return existing
 
     def close(self) -> None:
         with self._lock:
-            for client in self._clients.values():
-                client.close()
-            self._clients.clear()
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()

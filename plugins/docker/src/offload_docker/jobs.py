@@ -26,19 +26,22 @@ class Job:
     error: str | None = None
     cancelled: bool = False
     done: bool = False
+    #: Called when there is news (a line, the end), so the backend's ``wait`` returns.
+    notify: Callable[[], None] = lambda: None
 
     def log(self, line: str) -> None:
         with self.lock:
             self.lines.append(line)
+        self.notify()
 
 
 _jobs: dict[str, Job] = {}
 _guard = threading.Lock()
 
 
-def start(submission: str, work: Callable[[Job], None]) -> Job:
+def start(submission: str, work: Callable[[Job], None], notify: Callable[[], None] | None = None) -> Job:
     """Run ``work(job)`` in a daemon thread; it sets ``container_id`` or ``error``."""
-    job = Job(submission)
+    job = Job(submission) if notify is None else Job(submission, notify=notify)
     with _guard:
         _jobs[submission] = job
 
@@ -51,6 +54,7 @@ def start(submission: str, work: Callable[[Job], None]) -> Job:
         finally:
             with job.lock:
                 job.done = True
+            job.notify()
 
     threading.Thread(target=run, name=f"offload-docker-{submission}", daemon=True).start()
     return job

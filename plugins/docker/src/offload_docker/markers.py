@@ -49,3 +49,10 @@ def read(io_path: str, name: str) -> dict[str, Any] | None:
 
 def exists(io_path: str, name: str) -> bool:
     return os.path.exists(_path(io_path, name))
+
+
+def remove(io_path: str, name: str) -> None:
+    try:
+        os.remove(_path(io_path, name))
+    except FileNotFoundError:
+        pass

@@ -78,6 +78,11 @@ class RunOptions:
     working_dir: str | None = None
     tmpfs: tuple[tuple[str, str], ...] = ()
     init: bool | None = None
+    pid_mode: str | None = None
+    ipc_mode: str | None = None
+    userns_mode: str | None = None
+    uts_mode: str | None = None
+    devices: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -166,6 +171,12 @@ def _volume(value: str) -> str:
     return value
 
 
+def _device(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"invalid device {value!r} (use /dev/HOST[:/dev/CONTAINER[:PERMISSIONS]])")
+    return value
+
+
 def _tmpfs(value: str) -> tuple[str, str]:
     path, _, opts = value.partition(":")
     if not path.startswith("/"):
@@ -233,6 +244,11 @@ RUN_FLAGS = (
     Flag(("-w", "--workdir"), _set("working_dir")),
     Flag(("--tmpfs",), _append("tmpfs", _tmpfs)),
     Flag(("--init",), _set("init", _parse_bool), boolean=True),
+    Flag(("--pid",), _set("pid_mode")),
+    Flag(("--ipc",), _set("ipc_mode")),
+    Flag(("--userns",), _set("userns_mode")),
+    Flag(("--uts",), _set("uts_mode")),
+    Flag(("--device",), _append("devices", _device)),
 )
 
 BUILD_FLAGS = (

@@ -50,15 +50,43 @@ def cancelled(handle: Handle) -> bool:
     return markers.exists(handle.io_path, marker(handle, markers.CANCELLED))
 
 
+def engine_times(state: dict[str, Any]) -> dict[str, float | None]:
+    """``StartedAt`` and ``FinishedAt`` as epoch seconds, never finishing before starting.
+
+    The engine takes the two times from different clocks' readings (the runtime's exit
+    event, the daemon's start): it once reported a finish 1 ms before the start.
+    """
+    started = parse_engine_time(state.get("StartedAt"))
+    finished = parse_engine_time(state.get("FinishedAt"))
+    if started is not None and finished is not None and finished < started:
+        finished = started
+    return {"started_at": started, "finished_at": finished}
+
+
+def stopped_by_cancel(handle: Handle, state: dict[str, Any]) -> bool:
+    """Whether a cancel stopped this container (not merely came after it finished).
+
+    The cancel marker exists only when the stop signal reached a running container;
+    an exit 0 before the marker was written (the signal raced the exit) still counts
+    as the task's own.
+    """
+    data = markers.read(handle.io_path, marker(handle, markers.CANCELLED))
+    if data is None:
+        return False
+    if state.get("Status") == "created":
+        return True
+    finished = parse_engine_time(state.get("FinishedAt"))
+    return not (state.get("ExitCode") == 0 and finished is not None and finished < float(data.get("at", 0)))
+
+
 def from_container(handle: Handle, state: dict[str, Any]) -> Outcome:
     """The outcome of a container that is no longer running."""
     task = f"task {handle.task_id}"
     code = state.get("ExitCode")
-    times = {
-        "started_at": parse_engine_time(state.get("StartedAt")),
-        "finished_at": parse_engine_time(state.get("FinishedAt")),
-    }
-    if cancelled(handle):
+    times = engine_times(state)
+    if stopped_by_cancel(handle, state):
+        if state.get("Status") == "created":
+            return Outcome(TaskState.CANCELLED, None, f"{task}: cancelled before it started")
         return Outcome(TaskState.CANCELLED, code, f"{task}: cancelled", **times)
     if markers.exists(handle.io_path, marker(handle, markers.TIMED_OUT)):
         timeout = handle.state.get("timeout")

@@ -1,0 +1,165 @@
+"""Following a container's log in a thread, so a poll takes what has come without waiting.
+
+A poll that asked the engine for the log since the cursor would make it read the log
+file from its first line each time (the json-file driver scans to ``since``), and a
+reply holding everything new costs the driver memory in proportion to it. Instead each
+container polled gets a :class:`Follower`: one ``follow`` request from the handle's
+cursor, read frame by frame by a daemon thread into a buffer of at most
+:data:`BUFFER_BYTES`; when the buffer is full the thread stops reading, and the engine
+waits. The engine ends the reply when the container has stopped and its log was sent
+to the end: that is when the follower is ``drained``, and only then does the task
+count as finished.
+
+The follower's reads have no time limit (a quiet task sends nothing for hours); the
+poll's own calls do, so a hung engine stalls only this thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import docker.errors
+import requests
+
+from offload_docker.logs import Assembler, LogCursor, frames, split_payload
+
+#: Bytes of lines a follower holds for the next poll before it stops reading.
+BUFFER_BYTES = 1 << 20
+
+
+class Follower:
+    """One container's log, from ``cursor`` on.
+
+    ``delivered`` is the cursor after the lines taken so far: a poll whose handle has
+    another cursor (an older handle, or lines lost to an interrupted poll) starts a new
+    follower from the handle's cursor rather than skip or repeat lines.
+    """
+
+    def __init__(self, api: Any, container_id: str, cursor: LogCursor, connect_timeout: float | None, on_activity: Callable[[], None]) -> None:
+        self.api = api
+        self.container_id = container_id
+        self.delivered = cursor
+        self.connect_timeout = connect_timeout
+        self.on_activity = on_activity
+        # The thread feeds the assembler and appends to _lines holding _cond, so that a
+        # take sees lines and cursor of the same moment.
+        self._cond = threading.Condition()
+        self._assembler = Assembler(cursor)
+        self._lines: list[str] = []
+        self._buffered = 0
+        self._eof = False
+        self.failed: str | None = None
+        #: Why the engine will not give this container's log (its logging driver keeps none).
+        self.unreadable: str | None = None
+        self.closed = False
+        self._response: requests.Response | None = None
+        self._thread = threading.Thread(target=self._run, name=f"offload-docker-log-{container_id[:12]}", daemon=True)
+        self._thread.start()
+
+    # -- the poll's side -------------------------------------------------------------
+
+    def take(self) -> tuple[list[str], LogCursor | None, bool]:
+        """The lines that came since the last take, the cursor after them (``None``
+        when it did not move), and whether the log has been read to its end."""
+        with self._cond:
+            lines, self._lines = self._lines, []
+            self._buffered = 0
+            drained = self._eof
+            cursor = self._assembler.cursor()
+            self._cond.notify_all()
+        if cursor == self.delivered:
+            return lines, None, drained
+        self.delivered = cursor
+        return lines, cursor, drained
+
+    @property
+    def reading(self) -> bool:
+        """Whether the engine may still send lines (neither the end nor a failure yet)."""
+        return not self._eof and self.failed is None
+
+    def close(self) -> None:
+        """Stop following; a thread blocked in a read ends when the engine next sends or closes."""
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+        response = self._response
+        if response is not None:
+            try:
+                response.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+
+    # -- the thread's side -----------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._follow()
+        except Exception as e:  # noqa: BLE001 - the poll restarts a failed follower
+            self.failed = f"{type(e).__name__}: {e}"
+        finally:
+            self.on_activity()
+
+    def _open(self) -> requests.Response | None:
+        params: dict[str, Any] = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 1}
+        since = self.delivered.since()
+        if since is not None:
+            params["since"] = since
+        url = f"{self.api.base_url}/v{self.api.api_version}/containers/{self.container_id}/logs"
+        response: requests.Response = self.api.get(url, params=params, stream=True, timeout=(self.connect_timeout, None))
+        if response.status_code == 404:  # removed meanwhile: the poll finds out from the engine
+            response.close()
+            return None
+        try:
+            response.raise_for_status()
+        except requests.exceptions.HTTPError as e:
+            response.close()
+            raise docker.errors.create_api_error_from_http_exception(e) from None
+        return response
+
+    def _follow(self) -> None:
+        try:
+            response = self._open()
+        except docker.errors.APIError as e:
+            self.unreadable = str(e.explanation or e)
+            self._end(f"[offload: the engine does not give this container's log: {self.unreadable}]")
+            return
+        if response is None:
+            self._end(None)
+            return
+        self._response = response
+        buffer = bytearray()
+        last_ns = {1: 0, 2: 0}
+        try:
+            for chunk in response.raw.stream(1 << 16, decode_content=False):
+                buffer += chunk
+                with self._cond:
+                    while self._buffered >= BUFFER_BYTES and not self.closed:
+                        self._cond.wait()
+                    if self.closed:
+                        return
+                    was_empty = not self._lines
+                    before = len(self._lines)
+                    for stream, payload in frames(buffer):
+                        try:
+                            ns, text = split_payload(payload)
+                        except ValueError:  # no time on it: keep the line, at the stream's last time
+                            ns, text = last_ns.get(stream, 0), payload
+                        last_ns[stream] = ns
+                        self._assembler.feed(stream, ns, text, self._lines)
+                    self._buffered += sum(len(line) for line in self._lines[before:])
+                if was_empty and self._lines:
+                    self.on_activity()
+        finally:
+            response.close()
+        if not self.closed:
+            self._end(None)
+
+    def _end(self, notice: str | None) -> None:
+        with self._cond:
+            if notice is not None:
+                self._lines.append(notice)
+            else:
+                self._assembler.finish(self._lines)
+            self._eof = True
