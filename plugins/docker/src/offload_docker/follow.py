@@ -16,6 +16,7 @@ poll's own calls do, so a hung engine stalls only this thread.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -54,7 +55,7 @@ class Follower:
         #: Why the engine will not give this container's log (its logging driver keeps none).
         self.unreadable: str | None = None
         self.closed = False
-        self._response: requests.Response | None = None
+        self._socket: socket.socket | None = None
         self._thread = threading.Thread(target=self._run, name=f"offload-docker-log-{container_id[:12]}", daemon=True)
         self._thread.start()
 
@@ -80,16 +81,17 @@ class Follower:
         return not self._eof and self.failed is None
 
     def close(self) -> None:
-        """Stop following; a thread blocked in a read ends when the engine next sends or closes."""
+        """Stop following. The thread may be blocked reading a quiet log: the connection is
+        shut down under it (closing the response from here would wait for that read)."""
         with self._cond:
             self.closed = True
             self._cond.notify_all()
-        response = self._response
-        if response is not None:
+        sock = self._socket
+        if sock is not None:
             try:
-                response.close()
-            except Exception:  # noqa: BLE001 - closing is best effort
-                pass
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
 
     # -- the thread's side -----------------------------------------------------------
 
@@ -128,16 +130,19 @@ class Follower:
         if response is None:
             self._end(None)
             return
-        self._response = response
+        self._socket = _socket_of(response)
+        if self._stopped():
+            response.close()
+            return
         buffer = bytearray()
         last_ns = {1: 0, 2: 0}
         try:
             for chunk in response.raw.stream(1 << 16, decode_content=False):
                 buffer += chunk
                 with self._cond:
-                    while self._buffered >= BUFFER_BYTES and not self.closed:
+                    while self._buffered >= BUFFER_BYTES and not self._stopped():
                         self._cond.wait()
-                    if self.closed:
+                    if self._stopped():
                         return
                     was_empty = not self._lines
                     before = len(self._lines)
@@ -153,8 +158,12 @@ class Follower:
                     self.on_activity()
         finally:
             response.close()
-        if not self.closed:
+        if not self._stopped():
             self._end(None)
+
+    def _stopped(self) -> bool:
+        """``closed``, read afresh: another thread sets it (a method, so no check narrows it)."""
+        return self.closed
 
     def _end(self, notice: str | None) -> None:
         with self._cond:
@@ -163,3 +172,15 @@ class Follower:
             else:
                 self._assembler.finish(self._lines)
             self._eof = True
+
+
+def _socket_of(response: requests.Response) -> socket.socket | None:
+    """The socket under a streaming response, to shut it down from another thread.
+
+    urllib3 keeps the connection of an unread response as ``_connection``; the SDK's own
+    ``CancellableStream.close`` digs it out the same way. ``None`` when it is not there
+    (then a closed follower's thread ends when the engine next sends or closes).
+    """
+    connection = getattr(response.raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
