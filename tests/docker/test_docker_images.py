@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +20,10 @@ from offload.images import default_dockerfile
 from offload.testing import make_request, wait_for
 
 Make = Callable[..., offload.Executor]
+
+
+def engine_address() -> str:
+    return offload.Executor({"command_executor": {"type": "docker"}}).backends.get("docker").engines.address(None)  # type: ignore[attr-defined, no-any-return]
 
 
 def built_tag(spec: offload.ImageSpec) -> str:
@@ -98,6 +105,8 @@ def test_two_tasks_needing_the_same_new_image_build_it_once(
     results = [wait_for(counted, handle)[0] for handle in handles]
     assert [r.state for r in results] == [TaskState.SUCCEEDED] * 2
     assert len(counter.tags) == 1
+    key = hashlib.sha1(f"{engine_address()}\0{counter.tags[0]}".encode()).hexdigest()[:20]
+    assert not Path(tempfile.gettempdir(), "offload-docker-locks", f"{key}.lock").exists(), "the build's lock file is removed"
 
 
 def test_a_failing_build_step_fails_the_task_with_the_step_and_its_output(
@@ -118,11 +127,12 @@ def test_a_failing_build_step_fails_the_task_with_the_step_and_its_output(
         engine.images.get(tag)
 
 
-def test_cancel_during_a_build_cancels_the_task_and_starts_no_container(
+def test_cancel_during_a_build_cancels_the_task_stops_the_build_and_leaves_no_image(
     counted: offload.Executor, project: Path, image: str, engine: docker.DockerClient, built_images: list[str]
 ) -> None:
-    config = build_config(image, f"sleep 3; echo {uuid.uuid4().hex}")
-    built_images.append(built_tag(offload.ImageSpec(image, config["docker"]["build"])))
+    config = build_config(image, f"sleep 2; echo {uuid.uuid4().hex}")
+    tag = built_tag(offload.ImageSpec(image, config["docker"]["build"]))
+    built_images.append(tag)
     request = make_request(project, "echo should not run", config)
     handle = counted.submit(request, backend="docker")
     (status,) = counted.poll([handle])
@@ -132,6 +142,11 @@ def test_cancel_during_a_build_cancels_the_task_and_starts_no_container(
     assert result.state is TaskState.CANCELLED
     assert "should not run" not in logs
     assert engine.containers.list(all=True, filters={"label": f"offload.task-id={request.task_id}"}) == []
+    deadline = time.monotonic() + 6  # well past the build's 2 s: a build left running would be done
+    while time.monotonic() < deadline:
+        with pytest.raises(docker.errors.ImageNotFound):
+            engine.images.get(tag)
+        time.sleep(0.2)
 
 
 def test_the_build_hook_builds_outside_a_task_too(engine: docker.DockerClient, image: str, built_images: list[str]) -> None:

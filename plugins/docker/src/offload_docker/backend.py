@@ -108,6 +108,7 @@ class DockerBackend(offload.Backend):
         engines = Engines(self.config.host)  # its own client: the run may close ours meanwhile
         try:
             client = engines.client(address, request.task_id)
+            job.abort.watch(client)
             try:
                 with engines.errors(address, request.task_id, "preparing the image"):
                     image = prepare(client, address, settings, self._hook(), job.log)
@@ -339,6 +340,7 @@ class DockerBackend(offload.Backend):
                     if job.container_id is None:
                         markers.write(handle.io_path, outcome.marker(handle, markers.CANCELLED))
                         job.cancelled = True
+                        job.abort.stop()
                         return
                     container_id = job.container_id
             else:

@@ -12,6 +12,7 @@ files, so the project is copied in and the io directory out with the archive API
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -190,3 +191,26 @@ class Engines:
             clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             client.close()
+
+
+def socket_of(response: Any) -> socket.socket | None:
+    """The socket under a streaming ``requests`` response, to shut it down from another
+    thread (closing the response from there waits for the read in progress).
+
+    urllib3 keeps the connection of an unread response as ``_connection``; the SDK's own
+    ``CancellableStream.close`` digs the socket out the same way. ``None`` when it is not
+    there: then the reading thread ends when the engine next sends or closes.
+    """
+    connection = getattr(getattr(response, "raw", None), "_connection", None)
+    sock = getattr(connection, "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def shut_down(response: Any) -> None:
+    """End the read in progress on ``response``, from any thread."""
+    sock = socket_of(response)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # closed already

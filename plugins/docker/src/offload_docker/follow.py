@@ -24,6 +24,7 @@ from typing import Any
 import docker.errors
 import requests
 
+from offload_docker.engine import socket_of
 from offload_docker.logs import Assembler, LogCursor, frames, split_payload
 
 #: Bytes of lines a follower holds for the next poll before it stops reading.
@@ -130,7 +131,7 @@ class Follower:
         if response is None:
             self._end(None)
             return
-        self._socket = _socket_of(response)
+        self._socket = socket_of(response)
         if self._stopped():
             response.close()
             return
@@ -173,14 +174,3 @@ class Follower:
                 self._assembler.finish(self._lines)
             self._eof = True
 
-
-def _socket_of(response: requests.Response) -> socket.socket | None:
-    """The socket under a streaming response, to shut it down from another thread.
-
-    urllib3 keeps the connection of an unread response as ``_connection``; the SDK's own
-    ``CancellableStream.close`` digs it out the same way. ``None`` when it is not there
-    (then a closed follower's thread ends when the engine next sends or closes).
-    """
-    connection = getattr(response.raw, "_connection", None)
-    sock = getattr(connection, "sock", None)
-    return sock if isinstance(sock, socket.socket) else None

@@ -27,7 +27,7 @@ import docker.errors
 import offload
 from offload import BackendError
 from offload_docker.config import TaskSettings
-from offload_docker.engine import short_cause
+from offload_docker.engine import short_cause, shut_down
 from offload_docker.options import BuildOptions
 
 Log = Callable[[str], None]
@@ -35,6 +35,39 @@ Log = Callable[[str], None]
 #: The engine and build options of the build in progress on this thread, for the
 #: ``offload_build_image`` hook implementation (the hook's arguments do not carry them).
 ACTIVE_BUILD: contextvars.ContextVar[tuple[docker.DockerClient, BuildOptions] | None] = contextvars.ContextVar("offload_docker_build", default=None)
+
+
+class Abort:
+    """Lets the thread that cancels a task stop the pull or build that prepares it.
+
+    Watches the responses of the preparation's own client (a requests response hook,
+    so nothing of the SDK's internals) and, when stopped, shuts down the connection of
+    the one in progress: the engine then cancels the build, kills its ``RUN`` step and
+    tags nothing (before, a cancelled task's build ran to its end and left an image).
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._lock = threading.Lock()
+        self._response: Any = None
+
+    def watch(self, client: docker.DockerClient) -> None:
+        client.api.hooks["response"].append(self._seen)
+
+    def _seen(self, response: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self._response = response
+            stop = self.requested
+        if stop:
+            shut_down(response)
+        return response
+
+    def stop(self) -> None:
+        with self._lock:
+            self.requested = True
+            response = self._response
+        if response is not None:
+            shut_down(response)
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -44,18 +77,39 @@ ERROR_TAIL = 15
 
 @contextlib.contextmanager
 def tag_lock(engine: str, tag: str) -> Iterator[None]:
-    """Held while one tag is checked and built on one engine."""
+    """Held while one tag is checked and built on one engine.
+
+    Across processes the lock is a ``flock`` on a file in the temp directory, removed
+    when released (each new image used to leave one behind). A process that was waiting
+    on a file its holder then removed finds the path gone or replaced once it gets the
+    lock, and takes the lock again on the file now there.
+    """
     key = hashlib.sha1(f"{engine}\0{tag}".encode()).hexdigest()[:20]
     with _locks_guard:
         lock = _locks.setdefault(key, threading.Lock())
     lock_dir = os.path.join(tempfile.gettempdir(), "offload-docker-locks")
-    os.makedirs(lock_dir, exist_ok=True)
-    with lock, open(os.path.join(lock_dir, f"{key}.lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    path = os.path.join(lock_dir, f"{key}.lock")
+    with lock:
+        while True:
+            os.makedirs(lock_dir, exist_ok=True)
+            f = open(path, "a")  # closed below, after the unlock
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(f.fileno()).st_ino:
+                break
+            f.close()  # removed by its last holder meanwhile: lock the one there now
         try:
             yield
         finally:
+            try:
+                os.remove(path)  # still held: nobody can lock this file any more and keep it
+            except FileNotFoundError:
+                pass
             fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
 
 
 def present(api: Any, ref: str) -> bool:

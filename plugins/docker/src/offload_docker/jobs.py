@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import attrs
 
+from offload_docker.images import Abort
+
 
 @attrs.define
 class Job:
@@ -28,6 +30,8 @@ class Job:
     done: bool = False
     #: Called when there is news (a line, the end), so the backend's ``wait`` returns.
     notify: Callable[[], None] = lambda: None
+    #: Stops the pull or build in progress when the task is cancelled.
+    abort: Abort = attrs.field(factory=Abort)
 
     def log(self, line: str) -> None:
         with self.lock:
