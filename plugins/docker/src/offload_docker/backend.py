@@ -28,17 +28,12 @@ from offload_docker import jobs, markers, outcome, resume, stopping
 from offload_docker.config import DockerSystemConfig, TaskSettings, parse_task
 from offload_docker.container import PROJECT, SUBMISSION, TASK_ID, copy_io_out, launch
 from offload_docker.engine import Engines, is_remote
-from offload_docker.follow import Follower
 from offload_docker.gc import find_orphans, remove_orphans
 from offload_docker.images import prepare, present, ready_image
-from offload_docker.logs import LogCursor
 from offload_docker.stopping import RUNNING_STATES
+from offload_docker.watching import ContainerWatch
 
 PREPARING, STARTED, FAILED = "preparing", "started", "failed"
-#: Logs followed at once (a connection each); beyond, a running container's log comes once it stops.
-MAX_FOLLOWERS = 256
-#: How soon ``wait`` returns when a container's log ended before the engine said it stopped.
-RECHECK = 0.05
 
 
 class DockerBackend(offload.Backend):
@@ -52,13 +47,10 @@ class DockerBackend(offload.Backend):
         super().__init__(config, context)
         self.config: DockerSystemConfig
         self.engines = Engines(self.config.host)
-        # Each followed log holds a connection of the quick clients' pool while it runs.
-        self.quick = Engines(self.config.host, timeout=self.config.api_timeout, pool_size=MAX_FOLLOWERS + 16)
+        self.watch = ContainerWatch(self.config, self.engines)
+        self.quick = self.watch.quick
         self._removals: list[threading.Thread] = []
         self._removals_lock = threading.Lock()
-        self._followers: dict[str, Follower] = {}
-        self._activity = threading.Event()
-        self._recheck = False
 
     # -- choosing --------------------------------------------------------------------
 
@@ -101,7 +93,7 @@ class DockerBackend(offload.Backend):
         return handle
 
     def _start_preparing(self, request: TaskRequest, settings: TaskSettings, address: str, submission: str) -> None:
-        jobs.start(submission, lambda job: self._prepare_and_launch(job, request, settings, address), notify=self._activity.set)
+        jobs.start(submission, lambda job: self._prepare_and_launch(job, request, settings, address), notify=self.watch.activity.set)
 
     def _prepare_and_launch(self, job: jobs.Job, request: TaskRequest, settings: TaskSettings, address: str) -> None:
         """The background part of ``submit``: pull or build, then start unless cancelled."""
@@ -127,8 +119,7 @@ class DockerBackend(offload.Backend):
     # -- polling ---------------------------------------------------------------------
 
     def poll(self, handles: Sequence[Handle]) -> list[Status]:
-        self._activity.clear()
-        self._recheck = False
+        self.watch.begin()
         return [self._poll_one(handle) for handle in handles]
 
     def _poll_one(self, handle: Handle) -> Status:
@@ -142,7 +133,7 @@ class DockerBackend(offload.Backend):
         elif phase == FAILED:
             found = outcome.preparation_failed(handle)
             return Status(found.state, reason=found.error)
-        return self._poll_container(handle, logs, changed=handle is not original)
+        return self.watch.poll(handle, logs, changed=handle is not original)
 
     def _poll_preparing(self, handle: Handle) -> tuple[Handle, list[str], Status | None]:
         submission = str(handle.state["submission"])
@@ -185,105 +176,11 @@ class DockerBackend(offload.Backend):
         note = "[offload: the driver stopped while the image was being prepared; preparing it again]"
         return handle, [note], Status(TaskState.PENDING, logs=[note])
 
-    def _poll_container(self, handle: Handle, logs: list[str], changed: bool) -> Status:
-        container_id = str(handle.state["container"])
-        cursor = LogCursor.from_state(handle.state)
-        follower = self._followers.get(container_id)
-        if follower is not None and (follower.delivered != cursor or follower.failed is not None):
-            self._unfollow(container_id)
-            follower = None
-        if follower is None:
-            info = self._inspect(handle)
-            if info is None:
-                return self._gone(handle, logs)
-            if info["State"].get("Status") == "created":
-                return self._created(handle, logs, changed)
-            handle, changed = self._learn(handle, info, changed)
-            if len(self._followers) >= MAX_FOLLOWERS and info["State"].get("Status") in RUNNING_STATES:
-                stopping.enforce(self._api(handle), self._errors(handle), handle, self.config.stop_grace)
-                return Status(TaskState.RUNNING, logs=logs, handle=handle if changed else None)
-            follower = self._follow(handle, cursor)
-        new, after, drained = follower.take()
-        if after is not None and after != cursor:
-            handle, changed = handle.with_state(**after.to_state()), True
-        logs = [*logs, *new]
-        update = handle if changed else None
-        if not drained:
-            stopping.enforce(self._api(handle), self._errors(handle), handle, self.config.stop_grace)
-            return Status(TaskState.RUNNING, logs=logs, handle=update)
-        info = self._inspect(handle)
-        if info is None:
-            self._unfollow(container_id)
-            return self._gone(handle, logs)
-        state = info["State"]
-        if state.get("Status") in RUNNING_STATES:  # the log ended a moment before the engine saw the exit
-            if follower.unreadable is None:
-                self._unfollow(container_id)
-                self._recheck = True
-            stopping.enforce(self._api(handle), self._errors(handle), handle, self.config.stop_grace)
-            return Status(TaskState.RUNNING, logs=logs, handle=update)
-        self._unfollow(container_id)
-        if state.get("Status") == "created":
-            return self._created(handle, logs, changed)
-        found = outcome.from_container(handle, state)
-        return Status(found.state, exit_code=found.exit_code, reason=found.error, logs=logs, handle=update)
-
-    def _learn(self, handle: Handle, info: dict[str, Any], changed: bool) -> tuple[Handle, bool]:
-        """Keep in the handle what timeouts need, so no later poll has to ask the engine."""
-        started = outcome.engine_times(info["State"])["started_at"]
-        learnt: dict[str, Any] = {}
-        if started is not None and handle.state.get("started_at") != started:
-            learnt["started_at"] = started
-        signal = stopping.stop_signal(info)
-        if signal != "SIGTERM" and handle.state.get("stop_signal") != signal:
-            learnt["stop_signal"] = signal
-        return (handle.with_state(**learnt), True) if learnt else (handle, changed)
-
-    def _created(self, handle: Handle, logs: list[str], changed: bool) -> Status:
-        """A container created but never started: its driver died in between. Start it."""
-        update = handle if changed else None
-        if outcome.cancelled(handle):
-            found = outcome.from_container(handle, {"Status": "created"})
-            return Status(found.state, reason=found.error, logs=logs, handle=update)
-        address, container_id = str(handle.state["engine"]), str(handle.state["container"])
-        request = resume.kept_request(handle.io_path, str(handle.state.get("submission", "")))
-        with self.engines.errors(address, handle.task_id, "starting the container its driver had created"):
-            started = resume.start_created(self.engines.client(address, handle.task_id).api, container_id, request, is_remote(address))
-        if not started:
-            reason = (
-                f"task {handle.task_id}: container {container_id[:12]} was created but never started, "
-                "and the project cannot be copied to the remote engine any more; run the task again"
-            )
-            return Status(TaskState.LOST, reason=reason, logs=logs, handle=update)
-        resume.drop_request(handle.io_path, str(handle.state.get("submission", "")))
-        self._recheck = True
-        return Status(TaskState.PENDING, logs=logs, handle=update)
-
-    def _follow(self, handle: Handle, cursor: LogCursor) -> Follower:
-        container_id = str(handle.state["container"])
-        follower = Follower(self._api(handle), container_id, cursor, self.config.api_timeout, self._activity.set)
-        self._followers[container_id] = follower
-        return follower
-
-    def _unfollow(self, container_id: str) -> None:
-        follower = self._followers.pop(container_id, None)
-        if follower is not None:
-            follower.close()
-
-    def _gone(self, handle: Handle, logs: list[str]) -> Status:
-        found = outcome.saved(handle)
-        if found is not None:
-            return Status(found.state, exit_code=found.exit_code, reason=found.error, logs=logs)
-        reason = f"task {handle.task_id}: container {str(handle.state['container'])[:12]} no longer exists (removed outside offload?)"
-        return Status(TaskState.LOST, reason=reason, logs=logs)
+    # -- collecting and cancelling ---------------------------------------------------
 
     def wait(self, handles: Sequence[Handle], timeout: float) -> None:
-        """Sleep up to ``timeout``, waking as soon as a followed log has news (lines, its
-        end) or a preparation moves on; never a call to the engine, so never stuck on one."""
-        if self._recheck:
-            timeout = min(timeout, RECHECK)
-        if timeout > 0:
-            self._activity.wait(timeout)
+        """Sleep up to ``timeout``, or less when a followed log or a preparation has news."""
+        self.watch.wait(timeout)
 
     # -- collecting and cancelling ---------------------------------------------------
 
@@ -297,9 +194,9 @@ class DockerBackend(offload.Backend):
         container_id = handle.state.get("container") or self._find(handle)
         if container_id is None:
             return Result(TaskState.LOST, error=f"task {handle.task_id}: no container was started for it")
-        self._unfollow(container_id)
-        api = self._api(handle)
-        with self._errors(handle)("collecting the result"):
+        self.watch.unfollow(container_id)
+        api = self.watch.api(handle)
+        with self.watch.errors(handle)("collecting the result"):
             try:
                 info = api.inspect_container(container_id)
             except docker.errors.NotFound:
@@ -349,7 +246,7 @@ class DockerBackend(offload.Backend):
                     markers.write(handle.io_path, outcome.marker(handle, markers.CANCELLED))
                     resume.drop_request(handle.io_path, str(handle.state["submission"]))
                     return
-        stopping.cancel(self._api(handle), self._errors(handle), handle, str(container_id), grace)
+        stopping.cancel(self.watch.api(handle), self.watch.errors(handle), handle, str(container_id), grace)
 
     def adopt(self, request: TaskRequest) -> Handle | None:
         """The container already made for ``request`` (same task id, same project), if any;
@@ -409,37 +306,18 @@ class DockerBackend(offload.Backend):
         return Health(ok=not missing, summary=summary, details=tuple(details))
 
     def close(self) -> None:
-        for container_id in list(self._followers):
-            self._unfollow(container_id)
+        self.watch.close()
         with self._removals_lock:
             pending, self._removals = self._removals, []
         for thread in pending:
             thread.join(timeout=60)
         self.engines.close()
-        self.quick.close()
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _api(self, handle: Handle) -> Any:
-        return self.quick.client(str(handle.state["engine"]), handle.task_id).api
-
-    def _errors(self, handle: Handle) -> stopping.Errors:
-        address = str(handle.state["engine"])
-        return lambda doing: self.quick.errors(address, handle.task_id, doing)
-
-    def _inspect(self, handle: Handle) -> dict[str, Any] | None:
-        """The container's details, or ``None`` when it no longer exists."""
-        api = self._api(handle)
-        with self._errors(handle)("inspecting the container"):
-            try:
-                info: dict[str, Any] = api.inspect_container(str(handle.state["container"]))
-            except docker.errors.NotFound:
-                return None
-        return info
-
     def _find(self, handle: Handle) -> str | None:
         """The container of this submission, found by its label (after a driver restart)."""
-        api = self._api(handle)
-        with self._errors(handle)("looking for the container"):
+        api = self.watch.api(handle)
+        with self.watch.errors(handle)("looking for the container"):
             found = api.containers(all=True, filters={"label": f"{SUBMISSION}={handle.state['submission']}"})
         return str(found[0]["Id"]) if found else None

@@ -58,6 +58,9 @@ class Follower:
         self.closed = False
         self._socket: socket.socket | None = None
         self._thread = threading.Thread(target=self._run, name=f"offload-docker-log-{container_id[:12]}", daemon=True)
+
+    def start(self) -> None:
+        """Start reading (separate from making it, so the owner can record it first)."""
         self._thread.start()
 
     # -- the poll's side -------------------------------------------------------------
