@@ -122,8 +122,11 @@ class ContainerWatch:
             return Status(found.state, reason=found.error, logs=logs, handle=update)
         address, container_id = str(handle.state["engine"]), str(handle.state["container"])
         request = resume.kept_request(handle.io_path, str(handle.state.get("submission", "")))
-        with self.engines.errors(address, handle.task_id, "starting the container its driver had created"):
-            started = resume.start_created(self.engines.client(address, handle.task_id).api, container_id, request, is_remote(address))
+        # The short timeout, as every call of the poll loop; a remote engine gets the
+        # project copied in first, which may take long.
+        engines = self.engines if is_remote(address) else self.quick
+        with engines.errors(address, handle.task_id, "starting the container its driver had created"):
+            started = resume.start_created(engines.client(address, handle.task_id).api, container_id, request, is_remote(address))
         if not started:
             reason = (
                 f"task {handle.task_id}: container {container_id[:12]} was created but never started, "
