@@ -76,7 +76,13 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def poll(self, handles: Sequence[Handle]) -> list[Status]:
-        """The status of each handle, in the same order, with log lines new since last time."""
+        """The status of each handle, in the same order, with log lines new since last time.
+
+        A poll may act as well as look (kill a task past its cancel deadline, start a
+        container a dead driver created), but only in ways that are safe to repeat: the
+        run may cut a poll short on Ctrl-C and discard what it returned, so the next
+        poll starts again from the cursors in the handles it was given.
+        """
 
     @abc.abstractmethod
     def collect(self, handle: Handle) -> Result:
