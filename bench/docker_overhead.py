@@ -27,9 +27,7 @@ from typing import Any
 import docker
 
 import offload
-from offload.images import default_dockerfile
 from offload.testing import make_request, wait_for
-from offload_docker.config import parse_task
 from offload_docker.images import prepare
 
 IMAGE = os.environ.get("OFFLOAD_TEST_IMAGE", "offload-test-base:bookworm")
@@ -40,7 +38,7 @@ class BuildCounter:
         self.builds = 0
 
     @offload.hookimpl(wrapper=True)
-    def offload_build_image(self, spec: offload.ImageSpec, dockerfile: str, tag: str, log: Callable[[str], None]) -> Any:
+    def offload_build_image(self, spec: offload.ImageSpec, dockerfile: str, tag: str, log: Callable[[str], None], engine: Any, options: Any) -> Any:
         self.builds += 1
         return (yield)
 
@@ -92,7 +90,7 @@ def build_decision(project: Path) -> tuple[float, float, float, int]:
     config = {"docker": {"image": IMAGE, "build": [f"echo bench {uuid.uuid4().hex} > /bench"]}}
     client = docker.from_env()
     spec = offload.ImageSpec(IMAGE, config["docker"]["build"])
-    tag = offload.image_tag(spec, default_dockerfile(spec))
+    tag = offload.image_tag(spec, offload.default_dockerfile(spec))
     try:
         with executor(pm) as ex:
             start = time.perf_counter()
@@ -102,7 +100,7 @@ def build_decision(project: Path) -> tuple[float, float, float, int]:
             start = time.perf_counter()
             assert ex.run(make_request(project, "cat /bench", config), backend="docker").ok
             second = time.perf_counter() - start
-            settings, _ = parse_task(make_request(project, "true", config))
+            settings = ex.select(make_request(project, "true", config)).settings
             assert settings is not None
             start = time.perf_counter()
             for _ in range(20):

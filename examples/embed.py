@@ -11,7 +11,7 @@ import os
 import tempfile
 
 import offload
-from offload.serialization import from_json, to_json
+from offload import from_json, to_json
 
 project = tempfile.mkdtemp(prefix="offload-embed-")
 io_dir = ".offload/io/embedded-1"

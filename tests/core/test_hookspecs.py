@@ -46,6 +46,22 @@ def test_every_hookspec_documents_each_argument(name: str, spec: Callable[..., A
     assert documented == arguments, f"{name}: ':param' lines {documented} do not match the arguments {arguments}"
 
 
+def _readme_hook_rows() -> dict[str, list[str]]:
+    readme = (TESTS.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Hooks", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(offload_\w+)\(([^)]*)\)` \|", section, re.M)
+    return {name: [a.strip() for a in args.split(",") if a.strip()] for name, args in rows}
+
+
+def test_the_readme_hook_table_matches_the_hookspecs() -> None:
+    """As datasette's documentation tests do: a hook added, renamed or given another
+    argument fails here until the README's table says so."""
+    documented = _readme_hook_rows()
+    assert sorted(documented) == [name for name, _ in HOOKSPECS], "the README's hook table lists exactly the hookspecs"
+    for name, spec in HOOKSPECS:
+        assert documented[name] == list(inspect.signature(spec).parameters), f"README: {name}'s arguments"
+
+
 # --- (b) tested --------------------------------------------------------------------------
 
 
@@ -246,7 +262,7 @@ def test_a_non_fatal_problem_means_not_configured_and_selection_moves_on(project
     selection = executor.select(request)
     assert (selection.backend, selection.fatal) == (None, ())
     assert selection.attempts[0].reasons == ("local: has no GPU",)
-    with pytest.raises(UsageError, match="no backend can run it"):
+    with pytest.raises(UsageError, match=r"task t-\w+: no backend can run this task \(local: local: has no GPU\)"):
         executor.submit(request)
 
 
@@ -281,7 +297,8 @@ def test_prepare_request_merges_labels_and_replaces_other_fields(project: Path, 
 
     executor = executor_with(executors, SiteDefaults(), ShortTimeout(), Nothing())
     request = make_request(project, "true", {}, labels={"flow": "f"})
-    prepared = executor.prepare("local", request)
+    backend, prepared = executor.prepare(request, "local")
+    assert backend == "local"
     assert prepared.labels == {"flow": "f", "team": "data", "owner": "local"}
     assert prepared.timeout == 5.0
     assert request.labels == {"flow": "f"} and request.timeout is None, "the original request is left alone"

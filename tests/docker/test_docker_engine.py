@@ -122,10 +122,9 @@ def test_gc_through_the_backend_keeps_tracked_containers(docker_executor: Make, 
 def test_adopt_finds_the_container_of_an_interrupted_submission(docker_executor: Make, project: Path, image: str) -> None:
     executor = docker_executor()
     request = make_request(project, "echo adopted; exit 2", {"docker": {"image": image}})
-    backend = executor.backends.get("docker")
-    assert backend.adopt(request) is None
+    assert executor.adopt(request, "docker") is None
     submitted = executor.submit(request, backend="docker")
-    adopted = backend.adopt(request)
+    adopted = executor.adopt(request, "docker")
     assert adopted is not None
     assert adopted.state["container"] == submitted.state["container"]
     result, logs = wait_for(executor, adopted)

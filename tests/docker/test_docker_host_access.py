@@ -114,7 +114,7 @@ def test_explain_warns_next_to_the_choice_and_run_goes_ahead(flow: Path) -> None
 def test_allow_host_access_false_refuses_before_anything_runs(flow: Path, engine: docker.DockerClient) -> None:
     (flow / "offload.yml").write_text("command_executor:\n  docker:\n    allow_host_access: false\n")
     refusal = (
-        "task +flow+mounted: docker.run_options: -v /:/host:ro mounts the host's / into the container; "
+        "flow.dig: +flow+mounted: docker.run_options: -v /:/host:ro mounts the host's / into the container; "
         "refused: command_executor.docker.allow_host_access is false"
     )
     explained = offload_cli("explain", "flow.dig", cwd=flow)

@@ -10,14 +10,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import docker
 import docker.errors
 import pytest
 
 import offload
 from offload import TaskState
-from offload.images import default_dockerfile
 from offload.testing import make_request, wait_for
+from offload_docker.backend import DockerBackend
+from offload_docker.options import BuildOptions
 
 Make = Callable[..., offload.Executor]
 
@@ -28,7 +30,7 @@ def engine_address() -> str:
 
 def built_tag(spec: offload.ImageSpec) -> str:
     """The tag the plugin builds ``spec`` as, with the core's default Dockerfile."""
-    return offload.image_tag(spec, default_dockerfile(spec))
+    return offload.image_tag(spec, offload.default_dockerfile(spec))
 
 
 class BuildCounter:
@@ -38,9 +40,21 @@ class BuildCounter:
         self.tags: list[str] = []
 
     @offload.hookimpl(wrapper=True)
-    def offload_build_image(self, spec: offload.ImageSpec, dockerfile: str, tag: str, log: Callable[[str], None]) -> Any:
+    def offload_build_image(self, spec: offload.ImageSpec, dockerfile: str, tag: str, log: Callable[[str], None], engine: Any, options: Any) -> Any:
         self.tags.append(tag)
         return (yield)
+
+
+class BuildWatcher:
+    """A plugin that sees every build request first, records its arguments and builds
+    nothing (returns ``None``), so offload-docker builds."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, Any, Any]] = []
+
+    @offload.hookimpl(tryfirst=True)
+    def offload_build_image(self, spec: offload.ImageSpec, dockerfile: str, tag: str, log: Callable[[str], None], engine: Any, options: Any) -> None:
+        self.seen.append((tag, engine, options))
 
 
 @pytest.fixture
@@ -149,13 +163,66 @@ def test_cancel_during_a_build_cancels_the_task_stops_the_build_and_leaves_no_im
         time.sleep(0.2)
 
 
+def test_a_build_plugin_gets_the_engine_and_the_parsed_build_options(
+    docker_executor: Make, project: Path, image: str, engine: docker.DockerClient, built_images: list[str]
+) -> None:
+    watcher = BuildWatcher()
+    executor = docker_executor(plugin_manager=offload.make_plugin_manager(plugins=[("build-watcher", watcher)]))
+    config = build_config(image, f"echo {uuid.uuid4().hex} > /watched", options=("--label", "team=data", "--build-arg", "VAR1=one"))
+    spec = offload.ImageSpec(image, config["docker"]["build"], config["docker"]["build_options"])
+    built_images.append(built_tag(spec))
+    result, logs = wait_for(executor, executor.submit(make_request(project, "cat /watched", config), backend="docker"))
+    assert result.ok, logs
+    assert len(watcher.seen) == 1
+    tag, seen_engine, options = watcher.seen[0]
+    assert tag == built_tag(spec)
+    assert isinstance(seen_engine, docker.DockerClient), "the engine the task's image is built on"
+    assert seen_engine.api.base_url == engine.api.base_url
+    assert isinstance(options, BuildOptions)
+    assert options.labels == (("team", "data"),)
+    assert options.buildargs == (("VAR1", "one"),)
+    assert engine.images.get(tag).labels["team"] == "data", "offload-docker built it, with those options"
+
+
+def test_a_backend_made_by_hand_builds_without_hooks(project: Path, image: str, engine: docker.DockerClient, built_images: list[str]) -> None:
+    backend = DockerBackend()
+    assert backend.context.hook is None
+    config = build_config(image, f"echo {uuid.uuid4().hex} > /by-hand")
+    spec = offload.ImageSpec(image, config["docker"]["build"])
+    built_images.append(built_tag(spec))
+    request = make_request(project, "cat /by-hand", config)
+    settings, problems = backend.parse_task_config(config, f"task {request.task_id}")
+    assert problems == []
+    try:
+        handle = backend.submit(attrs.evolve(request, settings=settings))
+        deadline = time.monotonic() + 120
+        while not (status := backend.poll([handle])[0]).state.finished:
+            assert time.monotonic() < deadline, "the task did not finish"
+            handle = status.handle or handle
+            backend.wait([handle], 0.2)
+        result = backend.collect(handle)
+    finally:
+        backend.close()
+    assert result.ok, result.error
+    assert engine.images.get(built_tag(spec)).labels["offload.managed"] == "true", "built as the default Dockerfile's tag"
+
+
 def test_the_build_hook_builds_outside_a_task_too(engine: docker.DockerClient, image: str, built_images: list[str]) -> None:
     pm = offload.make_plugin_manager()
-    spec = offload.ImageSpec(image=image, build=(f"echo {uuid.uuid4().hex}",))
+    spec = offload.ImageSpec(image=image, build=(f"echo {uuid.uuid4().hex}",), build_options=("--label", "team=data"))
     tag = built_tag(spec)
     built_images.append(tag)
     lines: list[str] = []
     dockerfile = pm.hook.offload_dockerfile(spec=spec)
-    assert pm.hook.offload_build_image(spec=spec, dockerfile=dockerfile, tag=tag, log=lines.append) == tag
+    assert pm.hook.offload_build_image(spec=spec, dockerfile=dockerfile, tag=tag, log=lines.append, engine=None, options=None) == tag
     assert engine.images.get(tag).labels["offload.managed"] == "true"
-    assert lines[0] == f"Step 1/3 : FROM {image}"
+    assert engine.images.get(tag).labels["team"] == "data", "options=None: the spec's build_options are parsed"
+    assert lines[0] == f"Step 1/4 : FROM {image}", "FROM, RUN, and the LABEL step of the labels"
+
+
+def test_the_build_hook_leaves_an_engine_it_does_not_know_to_other_plugins(image: str) -> None:
+    pm = offload.make_plugin_manager()
+    spec = offload.ImageSpec(image=image, build=("true",))
+    dockerfile = pm.hook.offload_dockerfile(spec=spec)
+    built = pm.hook.offload_build_image(spec=spec, dockerfile=dockerfile, tag=built_tag(spec), log=print, engine="buildkit://remote", options=BuildOptions())
+    assert built is None

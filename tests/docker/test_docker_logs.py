@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 
 import offload
-from offload.serialization import from_json, to_json
+from offload import from_json, to_json
 from offload.testing import make_request, wait_for
 from offload_docker.logs import MAX_LINE, SPLIT_MARKER
 

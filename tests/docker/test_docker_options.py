@@ -10,13 +10,22 @@ from hypothesis import strategies as st
 
 import offload
 from offload_docker.backend import DockerBackend
-from offload_docker.config import parse_task
+from offload_docker.config import TaskSettings
 from offload_docker.options import RUN_FLAGS, GpuRequest, parse_build_options, parse_bytes, parse_run_options
 
 
 def request(docker: Any = None, **fields: Any) -> offload.TaskRequest:
     config = {} if docker is None else {"docker": docker}
     return offload.TaskRequest(task_id="t1", argv=["true"], project_dir="/p", executor_config=config, **fields)
+
+
+def parse(docker: Any = None) -> tuple[TaskSettings | None, list[offload.Problem]]:
+    """The backend's parse of a task's ``docker:`` section (``None``: the task sets none)."""
+    return DockerBackend().parse_task_config({} if docker is None else {"docker": docker}, "task t1")
+
+
+def forced_docker() -> offload.Executor:
+    return offload.Executor({"command_executor": {"type": "docker"}})
 
 
 def test_every_required_flag_is_understood() -> None:
@@ -141,14 +150,28 @@ def test_an_unknown_build_option_is_named() -> None:
 
 
 def test_no_docker_keys_or_no_image_means_not_configured_so_selection_falls_back() -> None:
-    backend = DockerBackend()
-    for task in (request(), request({"run_options": ["-m", "1G"]})):
-        problems = backend.usable(task)
+    for docker in (None, {"run_options": ["-m", "1G"]}):
+        settings, problems = parse(docker)
+        assert settings is None
         assert problems and not any(p.fatal for p in problems)
+    executor = offload.Executor({"command_executor": {"order": ["docker", "local"]}})
+    for task in (request(), request({"run_options": ["-m", "1G"]})):
+        selection = executor.select(task)
+        assert selection.backend == "local"
+        assert selection.attempts[0].backend == "docker" and not selection.attempts[0].chosen
 
 
 def test_a_configured_task_is_usable() -> None:
-    assert DockerBackend().usable(request({"image": "debian:12", "run_options": ["-m", "1G"], "selinux": True})) == []
+    settings, problems = parse({"image": "debian:12", "run_options": ["-m", "1G"], "selinux": True})
+    assert problems == []
+    assert isinstance(settings, TaskSettings)
+    assert settings.image == "debian:12" and settings.run.mem_limit == 1 << 30 and settings.relabel == "Z"
+
+
+def test_selection_hands_the_parsed_settings_on() -> None:
+    selection = offload.Executor({"command_executor": {"order": ["docker", "local"]}}).select(request({"image": "debian:12"}))
+    assert selection.backend == "docker"
+    assert isinstance(selection.settings, TaskSettings) and selection.settings.image == "debian:12"
 
 
 @pytest.mark.parametrize(
@@ -165,7 +188,8 @@ def test_a_configured_task_is_usable() -> None:
     ],
 )
 def test_a_wrong_docker_config_is_fatal_and_says_where(docker: Any, where: str, message: str) -> None:
-    problems = DockerBackend().usable(request(docker))
+    settings, problems = parse(docker)
+    assert settings is None
     assert problems, "expected a problem"
     assert all(p.fatal for p in problems)
     assert problems[0].where == where
@@ -174,7 +198,7 @@ def test_a_wrong_docker_config_is_fatal_and_says_where(docker: Any, where: str, 
 
 @pytest.mark.parametrize(("value", "relabel"), [(True, "Z"), ("true", "Z"), (False, ""), ("z", "z"), ("Z", "Z")])
 def test_selinux_values(value: Any, relabel: str) -> None:
-    settings, problems = parse_task(request({"image": "x", "selinux": value}))
+    settings, problems = parse({"image": "x", "selinux": value})
     assert problems == []
     assert settings is not None and settings.relabel == relabel
 
@@ -190,11 +214,27 @@ def test_selinux_values(value: Any, relabel: str) -> None:
     ],
 )
 def test_the_docker_key_selects_the_engine(value: str, engine: str | None) -> None:
-    settings, problems = parse_task(request({"image": "x", "docker": value}))
+    settings, problems = parse({"image": "x", "docker": value})
     assert problems == []
     assert settings is not None and settings.engine == engine
 
 
+def test_a_wrong_docker_config_stops_selection_with_every_problem() -> None:
+    executor = offload.Executor({"command_executor": {"order": ["docker", "local"]}})
+    selection = executor.select(request({"image": "x", "run_options": ["--rm"], "selinux": "maybe"}))
+    assert selection.backend is None
+    assert [p.where for p in selection.fatal] == ["task t1: docker.selinux", "task t1: docker.run_options"]
+    with pytest.raises(offload.ConfigError, match=r"task t1: docker.selinux: must be true, false, z or Z"):
+        selection.check()
+
+
 def test_submit_refuses_a_task_without_docker_config_with_the_reason() -> None:
     with pytest.raises(offload.ConfigError, match=r"task t1: docker: not configured"):
-        DockerBackend().submit(request())
+        forced_docker().submit(request(), backend="docker")
+    with pytest.raises(offload.ConfigError, match=r"no backend can run this task \(docker: task t1: docker: not configured"):
+        forced_docker().submit(request())
+
+
+def test_submit_outside_an_executor_says_the_settings_are_missing() -> None:
+    with pytest.raises(offload.BackendError, match=r"task t1: docker: request.settings is not set: submit through offload.Executor"):
+        DockerBackend().submit(request({"image": "debian:12"}))

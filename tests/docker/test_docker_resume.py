@@ -21,7 +21,6 @@ import pytest
 
 import offload
 from offload import TaskState
-from offload.images import default_dockerfile
 from offload.testing import make_request, wait_for
 from offload_docker.logs import parse_timestamp_ns
 
@@ -109,6 +108,20 @@ BUILD_FLOW = """
 """
 
 
+# Counts the docker sections parsed in the driver, printed to stderr as it exits.
+COUNT_PARSES = """
+import atexit, sys
+from offload_docker.backend import DockerBackend
+parsed = []
+parse = DockerBackend.parse_task_config
+def counted(self, sections, where):
+    parsed.append(where)
+    return parse(self, sections, where)
+DockerBackend.parse_task_config = counted
+atexit.register(lambda: print("parsed:", " | ".join(parsed), file=sys.stderr))
+"""
+
+
 @pytest.fixture
 def build_marker(engine: docker.DockerClient, image: str) -> Iterator[str]:
     """A build step unique to the test; its image is removed afterwards."""
@@ -116,7 +129,7 @@ def build_marker(engine: docker.DockerClient, image: str) -> Iterator[str]:
     yield marker
     spec = offload.ImageSpec(image=image, build=(f"sleep 3; echo {marker} > /built-marker",))
     try:
-        engine.images.remove(offload.image_tag(spec, default_dockerfile(spec)), force=True)
+        engine.images.remove(offload.image_tag(spec, offload.default_dockerfile(spec)), force=True)
     except docker.errors.ImageNotFound:
         pass
 
@@ -137,10 +150,13 @@ def test_a_driver_killed_while_the_image_builds_builds_it_again_and_runs_the_tas
     driver.timer.cancel()  # type: ignore[attr-defined]
     assert finish_killed == -signal.SIGKILL
     assert containers_of(engine, tmp_path) == [], "killed before any container was made"
-    code, out, err = finish(cli(tmp_path, "run", "flow.dig"))
+    code, out, err = finish(cli(tmp_path, "run", "flow.dig", prelude=COUNT_PARSES))
     assert code == 0, out + err
     assert "re-attached" in err
     assert build_marker in out, "the task ran in the image it asked for"
+    (parsed,) = [line.removeprefix("parsed: ").split(" | ") for line in err.splitlines() if line.startswith("parsed: ")]
+    kept = [where for where in parsed if where != "task +flow+built"]  # the run's check of the workflow, before anything runs
+    assert len(kept) == 1 and kept[0].endswith(".built.1"), ("the kept request is parsed once", parsed)
     assert (tmp_path / "ran.txt").read_text() == "ran\n", "the task ran exactly once"
     assert containers_of(engine, tmp_path) == []
     kept = list((tmp_path / ".offload").rglob("*.request.json"))

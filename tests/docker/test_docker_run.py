@@ -19,8 +19,7 @@ import docker
 import pytest
 
 import offload
-from offload import TaskState
-from offload.serialization import from_json, to_json
+from offload import TaskState, from_json, to_json
 from offload.testing import make_request, wait_for, wait_until_running
 
 Make = Callable[..., offload.Executor]
@@ -218,7 +217,7 @@ def test_collect_twice_gives_the_same_result(docker_executor: Make, project: Pat
 
 DRIVER = """
 import sys, time, offload
-from offload.serialization import to_json
+from offload import to_json
 from offload.testing import make_request
 from pathlib import Path
 executor = offload.Executor({"command_executor": {"type": "docker"}})

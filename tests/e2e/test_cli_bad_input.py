@@ -126,7 +126,7 @@ def test_random_configs_load_or_fail_clearly(tmp_path_factory: pytest.TempPathFa
     assert "unexpected" not in err, err
 
 
-def test_explain_names_the_package_of_a_missing_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def _without_docker(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.metadata
 
     real = importlib.metadata.entry_points
@@ -135,18 +135,45 @@ def test_explain_names_the_package_of_a_missing_backend(tmp_path: Path, capsys: 
         return [ep for ep in real(**kwargs) if ep.name != "docker"]  # type: ignore[arg-type]
 
     monkeypatch.setattr(importlib.metadata, "entry_points", without_docker)
+
+
+@pytest.mark.parametrize("command", ["explain", "run"])
+def test_a_task_for_a_missing_backend_is_not_run_elsewhere(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _without_docker(monkeypatch)
     (tmp_path / "flow.dig").write_text("_export:\n  docker:\n    image: python:3.12-slim\n+a:\n  sh>: echo hi\n")
-    assert main(["explain", str(tmp_path / "flow.dig")]) == 0
-    out = capsys.readouterr().out
-    assert "    docker   skipped: not installed (pip install offload-docker)" in out
-    assert "+flow+a: runs on local" in out
+    assert main([command, str(tmp_path / "flow.dig")]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "offload: error: flow.dig: +flow+a: docker: set for this task, but the docker backend is not installed "
+        "(pip install offload-docker); local would ignore it\n"
+    )
+    assert not (tmp_path / ".offload" / "io").exists(), "nothing was launched"
+
+
+def test_a_task_section_of_a_backend_offload_knows_but_nobody_installed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "flow.dig").write_text("+a:\n  kubernetes:\n    namespace: batch\n  sh>: echo hi\n")
+    assert main(["run", str(tmp_path / "flow.dig")]) == 2
+    assert "+flow+a: kubernetes: set for this task, but the kubernetes backend is not installed (pip install offload-kubernetes)" in capsys.readouterr().err
+
+
+def test_forced_local_ignores_other_backends_sections_and_keeps_them_out_of_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _without_docker(monkeypatch)
+    monkeypatch.setenv("OFFLOAD_EXECUTOR", "local")
+    (tmp_path / "flow.dig").write_text("_export:\n  docker:\n    image: x\n  kubernetes: {namespace: b}\n+a:\n  sh>: env > env.txt\n")
+    assert main(["run", str(tmp_path / "flow.dig")]) == 0, capsys.readouterr().err
+    names = {line.split("=", 1)[0] for line in (tmp_path / "env.txt").read_text().splitlines()}
+    assert not names & {"docker", "kubernetes", "ecs", "local"}
 
 
 def test_explain_says_when_a_backend_is_disabled(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OFFLOAD_DISABLE_PLUGINS", "docker")
     (tmp_path / "flow.dig").write_text("_export:\n  docker:\n    image: python:3.12-slim\n+a:\n  sh>: echo hi\n")
-    assert main(["explain", str(tmp_path / "flow.dig")]) == 0
-    assert "    docker   skipped: disabled by OFFLOAD_DISABLE_PLUGINS" in capsys.readouterr().out
+    assert main(["explain", str(tmp_path / "flow.dig")]) == 2
+    assert "+flow+a: docker: set for this task, but the docker backend is disabled by OFFLOAD_DISABLE_PLUGINS" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("when", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-14:00"])

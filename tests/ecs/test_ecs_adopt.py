@@ -97,10 +97,9 @@ def test_adopt_finds_the_running_task_and_follows_it_like_a_fresh_handle(world: 
         handle = dead.submit(request)  # the driver dies before journaling this handle
     eventually(lambda: runs_of(runs) == 1, "the task started")
     with offload.Executor(world.config()) as resumed:
-        backend = resumed.backends.get("ecs")
         elsewhere = attrs.evolve(request, project_dir=str(tmp_path / "another-project"))
-        assert backend.adopt(elsewhere) is None  # same task id, another project: not this task
-        adopted = backend.adopt(request)
+        assert resumed.adopt(elsewhere) is None  # same task id, another project: not this task
+        adopted = resumed.adopt(request)
         assert adopted is not None
         same = ("task_arn", "cluster", "region", "container", "log_group", "log_stream", "bucket", "input_key", "output_key", "marker", "timeout")
         assert {k: adopted.state[k] for k in same} == {k: handle.state[k] for k in same}
@@ -123,7 +122,7 @@ def test_adopt_finds_a_task_that_finished_meanwhile(world: World, project: Path)
         handle = dead.submit(request)
     eventually(lambda: world.task(handle.state["task_arn"])["lastStatus"] == "STOPPED", "the task stopped")
     with offload.Executor(world.config()) as resumed:
-        adopted = resumed.backends.get("ecs").adopt(request)
+        adopted = resumed.adopt(request)
         assert adopted is not None
         result, logs = wait_for(resumed, adopted)
     assert result.exit_code == 4 and "gone" in logs
@@ -138,7 +137,7 @@ def test_an_adopted_task_can_be_cancelled(world: World, project: Path, tmp_path:
         dead.submit(request)
     eventually(lambda: runs_of(runs) == 1, "the task started")
     with offload.Executor(world.config()) as resumed:
-        adopted = resumed.backends.get("ecs").adopt(request)
+        adopted = resumed.adopt(request)
         assert adopted is not None
         resumed.cancel(adopted, grace=1)
         result, _ = wait_for(resumed, adopted)
@@ -156,7 +155,7 @@ def test_nothing_to_adopt_when_run_task_started_nothing_then_submit_runs_it_once
     archives = world.s3.list_objects_v2(Bucket=BUCKET, Prefix="offload/")["Contents"]
     assert any(identity.short(identity.submission_id(request.project_dir, request.task_id)) in o["Key"] for o in archives)
     with offload.Executor(world.config()) as resumed:
-        assert resumed.backends.get("ecs").adopt(request) is None
+        assert resumed.adopt(request) is None
         result, _ = wait_for(resumed, resumed.submit(request))
     assert result.ok
     assert runs_of(runs) == 1 and len(tasks_of(world, request)) == 1

@@ -10,7 +10,9 @@ import pytest
 
 import offload
 from offload.config import build_system_config, read_config_document
+from offload_ecs.backend import EcsBackend
 from offload_ecs.config import EcsConfig, parse_ecs_config
+from offload_ecs.taskconfig import EcsTaskSettings
 
 WHERE = "offload.yml: command_executor.ecs"
 
@@ -156,11 +158,20 @@ def test_a_configuration_error_stops_the_run_with_exit_status_2() -> None:
     assert "command_executor.ecs.digdag-test.launch_type: must be FARGATE or EC2, got 'FARGTE'" in str(info.value)
 
 
+ARN = "arn:aws:ecs:us-east-1:1:task-definition/f:1"
+
+
+def ecs_backend(data: dict[str, Any] | None = None) -> EcsBackend:
+    config, found = parse_ecs_config(section() if data is None else data, WHERE)
+    assert config is not None, found
+    return EcsBackend(config)
+
+
 @pytest.mark.parametrize(
     ("executor_config", "usable", "reason"),
     [
         ({"docker": {"image": "python:3.12"}}, True, ""),
-        ({"ecs": {"task_definition_arn": "arn:aws:ecs:us-east-1:1:task-definition/f:1"}}, True, ""),
+        ({"ecs": {"task_definition_arn": ARN}}, True, ""),
         ({}, False, "sets neither ecs.task_definition_arn nor docker.image"),
         ({"docker": {"image": "python:3.12", "build": ["pip install x"]}}, False, "ECS cannot build images"),
     ],
@@ -172,6 +183,56 @@ def test_which_tasks_ecs_takes(executor_config: dict[str, Any], usable: bool, re
     assert (selection.backend == "ecs") is usable
     if not usable:
         assert reason in selection.attempts[0].reasons[0] and not selection.fatal
+    settings, problems = ecs_backend().parse_task_config(executor_config, "task t")
+    assert (isinstance(settings, EcsTaskSettings) and not problems) is usable
+    if not usable:
+        assert settings is None and len(problems) == 1 and reason in str(problems[0]) and not problems[0].fatal
+
+
+def test_the_settings_carry_the_task_definition_the_image_and_the_container() -> None:
+    backend = ecs_backend()
+    by_arn, found = backend.parse_task_config({"ecs": {"task_definition_arn": ARN, "container_name": "app"}, "docker": {"image": "ignored:1"}}, "task t")
+    assert found == [] and by_arn == EcsTaskSettings(task_definition_arn=ARN, container_name="app")
+    by_image, found = backend.parse_task_config({"docker": {"image": "python:3.12"}}, "task t")
+    assert found == [] and by_image == EcsTaskSettings(image="python:3.12")
+    assert EcsBackend.task_keys == ("ecs", "docker") and EcsBackend.task_config_type is EcsTaskSettings
+
+
+def test_the_docker_backends_own_keys_are_not_ecss_business() -> None:
+    docker = {"image": "python:3.12", "run_options": ["--memory", "1g", "-e", "A=1"], "pull_always": True, "selinux": True}
+    settings, found = ecs_backend().parse_task_config({"docker": docker}, "task t")
+    assert found == [] and settings == EcsTaskSettings(image="python:3.12")
+    with offload.Executor({"command_executor": {"ecs": section()}}) as executor:
+        request = offload.TaskRequest(task_id="t", argv=["true"], project_dir="/tmp", executor_config={"docker": docker})
+        selection = executor.select(request)
+    assert selection.backend == "ecs" and not selection.fatal, selection
+    assert selection.settings == EcsTaskSettings(image="python:3.12")
+
+
+def test_not_configured_in_the_system_config_is_not_fatal() -> None:
+    settings, found = ecs_backend({}).parse_task_config({"ecs": {"task_definition_arn": ARN}}, "task t")
+    assert settings is None
+    assert [str(p) for p in found] == ["command_executor.ecs: not configured (the system config has no ecs section with name and temporal_storage)"]
+    assert not found[0].fatal
+
+
+@pytest.mark.parametrize(
+    ("ecs", "expected"),
+    [
+        ({"task_definiton_arn": "x"}, ["task t: ecs.task_definiton_arn: unknown key (known keys: task_definition_arn, container_name)"]),
+        ({"task_definition_arn": 3}, ["task t: ecs.task_definition_arn: must be a non-empty string, got 3"]),
+        (
+            {"task_definition_arn": "", "container_name": ["app"]},
+            ["task t: ecs.task_definition_arn: must be a non-empty string, got ''", "task t: ecs.container_name: must be a non-empty string, got ['app']"],
+        ),
+        ("arn:aws:ecs:x", ["task t: ecs: must be a mapping"]),
+    ],
+)
+def test_a_wrong_ecs_section_is_fatal(ecs: Any, expected: list[str]) -> None:
+    settings, found = ecs_backend().parse_task_config({"ecs": ecs, "docker": {"image": "python:3.12"}}, "task t")
+    assert settings is None
+    assert [str(p) for p in found] == expected
+    assert all(p.fatal for p in found)
 
 
 def test_an_unknown_task_level_key_is_fatal() -> None:
@@ -180,3 +241,11 @@ def test_an_unknown_task_level_key_is_fatal() -> None:
         selection = executor.select(request)
     assert selection.backend is None
     assert "task t: ecs.task_definiton_arn: unknown key" in str(selection.fatal[0])
+
+
+def test_submit_and_adopt_need_the_settings_the_executor_parsed() -> None:
+    backend = ecs_backend()
+    request = offload.TaskRequest(task_id="t", argv=["true"], project_dir="/tmp", executor_config={"docker": {"image": "python:3.12"}})
+    for call in (backend.submit, backend.adopt):
+        with pytest.raises(offload.BackendError, match=r"^ecs: request.settings is not set: submit through offload.Executor$"):
+            call(request)

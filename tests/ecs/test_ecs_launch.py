@@ -17,6 +17,7 @@ from ecs_harness.world import IMAGE, World
 
 import offload
 from offload.testing import make_request, wait_for
+from offload_ecs.backend import EcsBackend
 
 TASK = {"docker": {"image": IMAGE}}
 
@@ -215,3 +216,20 @@ def test_the_bootstrap_falls_back_to_wget_then_python3(world: World, project: Pa
     assert result.ok, logs
     assert "shipped" in logs and "has curl" not in logs
     assert ("has wget" in logs) is ("wget" not in missing)
+
+
+@pytest.mark.parametrize("backend", [None, "ecs"])
+def test_a_submitted_task_is_parsed_once(world: World, project: Path, monkeypatch: pytest.MonkeyPatch, backend: str | None) -> None:
+    calls: list[dict[str, Any]] = []
+    parse = EcsBackend.parse_task_config
+
+    def counting(self: EcsBackend, sections: Any, where: str) -> tuple[Any, list[offload.Problem]]:
+        calls.append(dict(sections))
+        return parse(self, sections, where)
+
+    monkeypatch.setattr(EcsBackend, "parse_task_config", counting)
+    with offload.Executor(world.config()) as executor:
+        handle = executor.submit(make_request(project, "echo parsed once", TASK), backend)
+        result, logs = wait_for(executor, handle, limit=60)
+    assert result.ok and "parsed once" in logs, logs
+    assert calls == [TASK]

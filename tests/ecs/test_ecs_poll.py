@@ -10,7 +10,7 @@ from pathlib import Path
 from ecs_harness.world import CLUSTER, IMAGE, World
 
 import offload
-from offload.serialization import from_json, to_json
+from offload import from_json, to_json
 from offload.testing import make_request, wait_for
 
 TASK = {"docker": {"image": IMAGE}}

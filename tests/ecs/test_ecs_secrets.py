@@ -11,7 +11,7 @@ from pathlib import Path
 from ecs_harness.world import IMAGE, World
 
 import offload
-from offload.serialization import from_json, to_dict, to_json
+from offload import from_json, to_dict, to_json
 from offload.testing import make_request, wait_for
 
 TASK = {"docker": {"image": IMAGE}}
@@ -72,7 +72,7 @@ def test_an_adopted_handle_holds_no_presigned_url_or_secret(world: World, projec
     with offload.Executor(config) as dead:
         dead.submit(request)
     with offload.Executor(config) as resumed:
-        adopted = resumed.backends.get("ecs").adopt(request)
+        adopted = resumed.adopt(request)
         assert adopted is not None
         assert_clean(adopted)
         result, _ = wait_for(resumed, adopted)

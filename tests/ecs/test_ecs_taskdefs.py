@@ -14,6 +14,7 @@ from offload.testing import make_request, wait_for
 from offload_ecs import taskdefs
 from offload_ecs.aws import Aws
 from offload_ecs.config import parse_ecs_config
+from offload_ecs.taskconfig import EcsTaskSettings
 
 
 def aws_for(world: World) -> Aws:
@@ -33,20 +34,20 @@ def test_an_image_resolves_with_one_tagging_call_and_then_from_the_cache(world: 
     arn = world.register(name)
     calls = world.server.faults.calls
     before = calls.copy()
-    found = taskdefs.resolve(aws_for(world), {"docker": {"image": name}}, ("scope-a",))
+    found = taskdefs.resolve(aws_for(world), EcsTaskSettings(image=name), ("scope-a",))
     assert found.arn == arn and found.container == "main" and found.log_group == "/offload/test"
     assert calls["GetResources"] - before["GetResources"] == 1
     assert calls["DescribeTaskDefinition"] - before["DescribeTaskDefinition"] == 1
     assert calls["ListTaskDefinitions"] == before["ListTaskDefinitions"]
     again = calls.copy()
-    assert taskdefs.resolve(aws_for(world), {"docker": {"image": name}}, ("scope-a",)).arn == arn
+    assert taskdefs.resolve(aws_for(world), EcsTaskSettings(image=name), ("scope-a",)).arn == arn
     assert calls == again
 
 
 def test_digdags_tag_is_accepted(world: World) -> None:
     name = image()
     arn = world.register(name, tag_key="digdag.docker.image")
-    assert taskdefs.resolve(aws_for(world), {"docker": {"image": name}}, ("scope-b",)).arn == arn
+    assert taskdefs.resolve(aws_for(world), EcsTaskSettings(image=name), ("scope-b",)).arn == arn
 
 
 def test_several_matches_take_the_newest_active_revision_and_say_so(world: World, project: Path) -> None:
@@ -56,7 +57,7 @@ def test_several_matches_take_the_newest_active_revision_and_say_so(world: World
     second = world.register(name, family=family)
     newest = world.register(name, family=family)
     world.ecs.deregister_task_definition(taskDefinition=newest)
-    found = taskdefs.resolve(aws_for(world), {"docker": {"image": name}}, ("scope-c",))
+    found = taskdefs.resolve(aws_for(world), EcsTaskSettings(image=name), ("scope-c",))
     assert found.arn == second
     assert found.note is not None and "3 task definitions are tagged offload.docker.image=" in found.note
     taskdefs.clear_cache()

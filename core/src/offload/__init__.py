@@ -14,10 +14,11 @@ if TYPE_CHECKING:
     from offload.config import SystemConfig, structure_strict
     from offload.errors import BackendError, ConfigError, OffloadError, TaskNotFound, UsageError
     from offload.hookspecs import hookimpl, hookspec
-    from offload.images import image_tag
+    from offload.images import default_dockerfile, image_tag
     from offload.models import Handle, Health, ImageSpec, Problem, Resources, Result, Status, TaskRequest, TaskState
     from offload.plugins import make_plugin_manager
     from offload.selection import Selection
+    from offload.serialization import from_dict, from_json, to_dict, to_json
     from offload.session import RunOutcome, run_workflow
 
 __version__ = "0.1.0"
@@ -47,10 +48,15 @@ _EXPORTS = {
     "UsageError": "offload.errors",
     "hookimpl": "offload.hookspecs",
     "hookspec": "offload.hookspecs",
+    "default_dockerfile": "offload.images",
+    "from_dict": "offload.serialization",
+    "from_json": "offload.serialization",
     "image_tag": "offload.images",
     "make_plugin_manager": "offload.plugins",
     "run_workflow": "offload.session",
     "structure_strict": "offload.config",
+    "to_dict": "offload.serialization",
+    "to_json": "offload.serialization",
 }
 
 
@@ -86,10 +92,15 @@ __all__ = [
     "TaskState",
     "UsageError",
     "__version__",
+    "default_dockerfile",
+    "from_dict",
+    "from_json",
     "hookimpl",
     "hookspec",
     "image_tag",
     "make_plugin_manager",
     "run_workflow",
     "structure_strict",
+    "to_dict",
+    "to_json",
 ]

@@ -12,7 +12,7 @@ import attrs
 
 from offload.config import SystemConfig, build_system_config, load_system_config
 from offload.errors import ConfigError, UsageError
-from offload.models import Handle, Result, Status, TaskRequest
+from offload.models import Handle, Health, Result, Status, TaskRequest
 from offload.plugins import OffloadPluginManager, make_plugin_manager
 from offload.polling import AdaptiveInterval
 from offload.selection import BackendSet, Selection
@@ -39,30 +39,38 @@ class Executor:
         self.pm = plugin_manager or make_plugin_manager()
         self.backends = BackendSet(self.pm, config)
 
+    @property
+    def task_keys(self) -> frozenset[str]:
+        """The task params that hold backend settings (``docker``, ``ecs``, a plugin's own):
+        they go to ``TaskRequest.executor_config``, never to the task's environment."""
+        return self.backends.task_keys
+
     def select(self, request: TaskRequest) -> Selection:
-        """Which backend would run ``request``, and why each other was skipped."""
+        """Which backend would run ``request``, its parsed settings, and why each other was skipped."""
         return self.backends.select(request)
 
-    def submit(self, request: TaskRequest, backend: str | None = None) -> Handle:
-        """Start ``request`` on ``backend`` (default: the selected one) and return its handle."""
+    def _chosen(self, request: TaskRequest, backend: str | Selection | None) -> tuple[str, Any]:
+        """The backend to run ``request`` on and its settings for it."""
         if backend is None:
-            selection = self.select(request)
-            if selection.fatal:
-                raise ConfigError(selection.fatal)
-            if selection.backend is None:
-                reasons = [f"{a.backend}: {'; '.join(a.reasons)}" for a in selection.attempts]
-                raise UsageError(f"task {request.task_id}: no backend can run it ({' | '.join(reasons)})")
-            backend = selection.backend
-        instance = self.backends.get(backend)
-        request = self.prepare(backend, request)
-        handle = self.pm.hook.offload_submit_task(backend=instance, request=request)
-        if handle is None:
-            raise UsageError(f"task {request.task_id}: no plugin submitted it to {backend!r}")
-        return handle  # type: ignore[no-any-return]
+            backend = self.select(request)
+        if isinstance(backend, Selection):
+            return backend.check(), backend.settings
+        settings, problems = self.backends.consider(backend, request)
+        problems = [p for p in problems if not p.warning or p.fatal]
+        if problems:
+            raise ConfigError([attrs.evolve(p, fatal=True) for p in problems])
+        return backend, settings
 
-    def prepare(self, backend: str, request: TaskRequest) -> TaskRequest:
-        """``request`` with every plugin's ``offload_prepare_request`` changes applied."""
-        instance = self.backends.get(backend)
+    def prepare(self, request: TaskRequest, backend: str | Selection | None = None) -> tuple[str, TaskRequest]:
+        """The backend for ``request`` and the request as it will be submitted: with the
+        backend's settings, and every plugin's ``offload_prepare_request`` changes applied.
+
+        :param backend: a :class:`Selection`, a backend name, or ``None`` to select one.
+        :raises ConfigError: no backend can run it, or the named one rejects its settings.
+        """
+        name, settings = self._chosen(request, backend)
+        request = attrs.evolve(request, settings=settings)
+        instance = self.backends.get(name)
         for changes in self.pm.hook.offload_prepare_request(backend=instance, request=request):
             if not changes:
                 continue
@@ -72,7 +80,25 @@ class Executor:
             if "labels" in changes:
                 changes["labels"] = {**request.labels, **changes["labels"]}
             request = attrs.evolve(request, **changes)
-        return request
+        return name, request
+
+    def submit(self, request: TaskRequest, backend: str | Selection | None = None) -> Handle:
+        """Start ``request`` and return its handle.
+
+        :param backend: a :class:`Selection` from :meth:`select`, a backend name, or
+            ``None`` (default) to select one.
+        """
+        name, request = self.prepare(request, backend)
+        handle = self.pm.hook.offload_submit_task(backend=self.backends.get(name), request=request)
+        if handle is None:
+            raise UsageError(f"task {request.task_id}: no plugin submitted it to {name!r}")
+        return handle  # type: ignore[no-any-return]
+
+    def adopt(self, request: TaskRequest, backend: str | Selection | None = None) -> Handle | None:
+        """The handle of a task already started for ``request`` by a driver that died while
+        submitting it, or ``None``: then :meth:`submit` it (it was never started)."""
+        name, request = self.prepare(request, backend)
+        return self.backends.get(name).adopt(request)
 
     def poll(self, handles: Sequence[Handle]) -> list[Status]:
         """The status of each handle, in order; one batched call per backend."""
@@ -97,6 +123,26 @@ class Executor:
         """Stop the task: ask it to stop, then kill it after ``grace`` seconds."""
         self.backends.get(handle.backend).cancel(handle, grace)
 
+    def wait_any(self, handles: Sequence[Handle], timeout: float) -> None:
+        """Block up to ``timeout`` seconds, or less when one of ``handles`` may have changed."""
+        names = {h.backend for h in handles}
+        if len(names) == 1:
+            self.backends.get(names.pop()).wait(handles, timeout)
+        else:
+            time.sleep(timeout)
+
+    def finished(self, task_name: str, handle: Handle, result: Result) -> None:
+        """Tell every plugin that a task finished and its result was kept (``offload_task_finished``)."""
+        self.pm.hook.offload_task_finished(task_name=task_name, backend_name=handle.backend, result=result)
+
+    def check(self, name: str) -> Health:
+        """The health of backend ``name``."""
+        return self.backends.get(name).check()
+
+    def collect_garbage(self, name: str, tracked: Sequence[Handle], dry_run: bool = False, project_dir: str | None = None) -> list[str]:
+        """What backend ``name`` removed (or would) that no journal tracks."""
+        return self.backends.get(name).collect_garbage(tracked, dry_run=dry_run, project_dir=project_dir)
+
     def wait(self, handle: Handle, on_log: Callable[[str], None] | None = None, timeout: float | None = None) -> Result:
         """Poll ``handle`` until it finishes, passing log lines to ``on_log``; then collect."""
         interval = AdaptiveInterval()
@@ -115,7 +161,7 @@ class Executor:
             if deadline is not None and time.monotonic() > deadline:
                 self.cancel(handle)
                 raise TimeoutError(f"task {handle.task_id} did not finish in {timeout} s")
-            self.backends.get(handle.backend).wait([handle], interval.next())
+            self.wait_any([handle], interval.next())
 
     def run(self, request: TaskRequest, on_log: Callable[[str], None] | None = None, backend: str | None = None) -> Result:
         """Submit ``request`` and wait for its result."""

@@ -1,9 +1,9 @@
 """The contract a backend implements, and the registry the core keeps of them.
 
 A backend is a class with a ``name``, a ``config_type`` (an attrs class for its section
-of the system config, ``command_executor.<name>``) and six methods. The core makes one
-instance per run and drives it; a plugin registers the class through
-``offload_register_backends(register)``.
+of the system config, ``command_executor.<name>``), the keys it owns in a task with a
+``task_config_type`` for them, and six methods. The core makes one instance per run and
+drives it; a plugin registers the class through ``offload_register_backends(register)``.
 """
 
 from __future__ import annotations
@@ -43,6 +43,13 @@ class Backend(abc.ABC):
 
     name: ClassVar[str]
     config_type: ClassVar[type] = NoConfig
+    #: The keys of a task's params that hold this backend's task settings (default: its
+    #: ``name``, as ``docker:``). The core keeps them out of the task's environment and
+    #: hands them to :meth:`parse_task_config`. A backend may read a key another backend
+    #: owns too (ECS reads ``docker.image``): list it here.
+    task_keys: ClassVar[tuple[str, ...]] = ()
+    #: The attrs class of a task's settings; ``None`` when the backend takes none.
+    task_config_type: ClassVar[type | None] = None
     #: One line telling a user how to get this backend, shown by ``offload explain``.
     install_hint: ClassVar[str] = ""
 
@@ -62,8 +69,50 @@ class Backend(abc.ABC):
 
         return structure_strict(cls.config_type, data, where)
 
+    @classmethod
+    def owned_keys(cls) -> tuple[str, ...]:
+        """The task keys this backend reads: ``task_keys``, else its name."""
+        return tuple(cls.task_keys) or (cls.name,)
+
+    def parse_task_config(self, sections: Mapping[str, Any], where: str) -> tuple[Any, list[Problem]]:
+        """Turn a task's sections into its settings, once per task, before it is chosen.
+
+        :param sections: the task's values of :meth:`owned_keys` that it sets (no key when unset).
+        :param where: how problems name the task (``"task +flow+step"``); a problem's
+            ``where`` is that plus the key path (``"task +flow+step: docker.image"``).
+        :return: the settings (reaching ``usable``, ``submit`` and ``adopt`` as
+            ``request.settings``) and the problems found: fatal ones stop the run, others
+            mean "not configured for this task" (selection moves on).
+
+        The default structures the one key's section (``{}`` when unset) into
+        ``task_config_type`` with the core's strict converter; with several keys, each
+        key is a field of ``task_config_type``. A backend without a ``task_config_type``
+        takes no task settings: a task that sets its key gets a fatal problem.
+        """
+        from offload.config import structure_strict
+
+        keys = self.owned_keys()
+        config_type = self.task_config_type
+        if config_type is None:
+            return None, [Problem(f"{where}: {key}", f"the {self.name} backend takes no task settings", fatal=True) for key in keys if key in sections]
+        if len(keys) == 1:
+            return structure_strict(config_type, sections.get(keys[0]), f"{where}: {keys[0]}")
+        values: dict[str, Any] = {}
+        problems: list[Problem] = []
+        fields = attrs.fields_dict(attrs.resolve_types(config_type))
+        for key in keys:
+            if key in sections:
+                field_type: Any = fields[key].type
+                values[key], found = structure_strict(field_type, sections[key], f"{where}: {key}")
+                problems += found
+        if problems:
+            return None, problems
+        return config_type(**values), []
+
     def usable(self, task: TaskRequest) -> list[Problem]:
         """Problems that keep this backend from running ``task``; empty means usable.
+
+        ``task.settings`` holds what :meth:`parse_task_config` returned for it.
 
         Return non-fatal problems for "not configured for this task" (selection then
         tries the next backend) and fatal ones for a configuration that is wrong.

@@ -10,10 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from offload.selection import BackendSet
+from typing import Any
 
 from offload import __version__ as VERSION
 
@@ -48,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("backend", nargs="?", help="only this backend")
     config_option(check)
 
-    sub.add_parser("plugins", help="list installed plugins, their distributions, versions and hooks")
+    sub.add_parser("plugins", help="list installed plugins (and ./offload_plugins.py), their distributions, versions and hooks")
 
     secrets = sub.add_parser("secrets", help="set, list or delete the local secrets that ${secret:name} refers to")
     secrets_sub = secrets.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -79,17 +76,23 @@ def _params(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _executor(config_path: str | None, workflow_path: str | None) -> Any:
+    """The executor for a command: installed plugins, plus the project's ``offload_plugins.py``
+    (beside the workflow, or in the current directory)."""
+    import os
+
     from offload.api import Executor
     from offload.config import load_system_config
+    from offload.plugins import make_plugin_manager
 
-    executor = Executor(load_system_config(config_path, workflow_path))
+    project_dir = os.path.dirname(os.path.abspath(workflow_path)) if workflow_path else os.getcwd()
+    executor = Executor(load_system_config(config_path, workflow_path), make_plugin_manager(project_dir=project_dir))
     for error in executor.pm.load_errors:
         print(f"offload: warning: {error}", file=sys.stderr)
     return executor
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from offload.nodes import CANCELLED, SUCCEEDED
+    from offload.models import TaskState
     from offload.report import Console, summary_table
     from offload.session import run_workflow
 
@@ -107,10 +110,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             on_event=console.event,
         )
     print(summary_table(outcome.root), flush=True)
-    console.event("run", f"{outcome.state}: run {outcome.run_id}")
-    if outcome.state == CANCELLED:
+    console.event("run", f"{outcome.state.value}: run {outcome.run_id}")
+    if outcome.state is TaskState.CANCELLED:
         return 130
-    return 0 if outcome.state == SUCCEEDED else 1
+    return 0 if outcome.state is TaskState.SUCCEEDED else 1
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -121,30 +124,24 @@ def cmd_explain(args: argparse.Namespace) -> int:
     workflow = load_workflow(args.workflow)
     executor = _executor(args.config, args.workflow)
     session = session_params_for(workflow, _params(args.param), None, "explain")
-    for line in explain_lines(workflow, executor.backends, session):
+    for line in explain_lines(workflow, executor, session):
         print(line)
     return 0
-
-
-def _backend_set(config_path: str | None) -> BackendSet:
-    executor = _executor(config_path, None)
-    backends: BackendSet = executor.backends
-    return backends
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from offload.errors import UsageError
     from offload.selection import install_hint
 
-    backends = _backend_set(args.config)
-    names = backends.pm.backends.names()
+    executor = _executor(args.config, None)
+    names = executor.backends.names()
     if args.backend:
         if args.backend not in names:
             raise UsageError(f"backend {args.backend!r} is {install_hint(args.backend)}; installed: {', '.join(names) or 'none'}")
         names = [args.backend]
     healthy = True
     for name in names:
-        health = backends.get(name).check()
+        health = executor.check(name)
         healthy = healthy and health.ok
         print(f"{'ok  ' if health.ok else 'FAIL'} {health.summary}")
         for detail in health.details:
@@ -153,11 +150,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    import os
+
     from offload.plugins import make_plugin_manager
 
-    pm = make_plugin_manager()
+    pm = make_plugin_manager(project_dir=os.getcwd())
     for info in pm.plugin_infos():
-        dist = f"{info.distribution} {info.version}" if info.distribution else "(not from a distribution)"
+        dist = " ".join(p for p in (info.distribution, info.version) if p) or "(not from a distribution)"
         print(f"{info.name}: {dist}")
         if info.backends:
             print(f"    backends: {', '.join(info.backends)}")
@@ -172,14 +171,14 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
     from offload.journal import Journal
 
-    backends = _backend_set(args.config)
+    executor = _executor(args.config, None)
     tracked = []
     if os.path.isdir(os.path.join(args.project, ".offload")):
         journal = Journal(args.project)
         tracked = journal.tracked_handles()
         journal.close()
-    for name in backends.pm.backends.names():
-        for line in backends.get(name).collect_garbage(tracked, dry_run=args.dry_run, project_dir=os.path.abspath(args.project)):
+    for name in executor.backends.names():
+        for line in executor.collect_garbage(name, tracked, dry_run=args.dry_run, project_dir=os.path.abspath(args.project)):
             print(f"{name}: {'would remove' if args.dry_run else 'removed'} {line}")
     return 0
 

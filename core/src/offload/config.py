@@ -27,8 +27,10 @@ EXECUTOR_ENV = "OFFLOAD_EXECUTOR"
 DEFAULT_FILE = "offload.yml"
 DEFAULT_ORDER = ("ecs", "docker", "local")
 
-#: Backends offload knows of, with the distribution that provides each, for hints.
-KNOWN_BACKENDS = {
+#: Data, not logic: the distributions of the backends offload's authors publish, named in
+#: "pip install ..." hints, and whose task keys are reserved even where not installed (so
+#: that ``docker:`` never becomes an environment variable on a machine without offload-docker).
+INSTALL_HINTS = {
     "local": "offload-local",
     "docker": "offload-docker",
     "ecs": "offload-ecs",

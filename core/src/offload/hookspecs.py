@@ -39,7 +39,8 @@ def offload_validate_config(backend: Backend, config: Any, task: TaskRequest) ->
 
     :param backend: the backend instance being considered for the task.
     :param config: the backend's parsed system config (its ``config_type``).
-    :param task: the request, with the task's own executor config in ``executor_config``.
+    :param task: the request: the task's raw sections in ``executor_config``, and the
+        backend's parse of its own in ``settings``.
     :return: a list of :class:`offload.Problem`, empty or ``None`` when there is nothing to say.
 
     Every implementation is called and all problems are added up. A non-fatal problem
@@ -64,16 +65,21 @@ def offload_dockerfile(spec: ImageSpec) -> str | None:
 
 
 @hookspec(firstresult=True)
-def offload_build_image(spec: ImageSpec, dockerfile: str, tag: str, log: Callable[[str], None]) -> str | None:
+def offload_build_image(spec: ImageSpec, dockerfile: str, tag: str, log: Callable[[str], None], engine: Any, options: Any) -> str | None:
     """Build the image for ``spec`` and return its reference.
 
-    :param spec: what to build.
+    :param spec: what to build; ``spec.build_options`` holds the task's options as written.
     :param dockerfile: the text :func:`offload_dockerfile` rendered for it.
     :param tag: the content-addressed tag to give the image (see ``offload.image_tag``).
     :param log: call it with each line of build output; it reaches the task's log live.
+    :param engine: where to build, as the backend that asks has it: offload-docker passes
+        its ``docker.DockerClient`` for the task's engine.
+    :param options: the asking backend's parse of ``spec.build_options`` (offload-docker
+        passes its ``BuildOptions``), so that an implementation need not parse them again.
     :return: the image reference to run, or ``None`` to let the next plugin build it.
 
-    Stops at the first non-``None`` result. The Docker plugin implements it.
+    Stops at the first non-``None`` result. The Docker plugin implements it; a plugin
+    that builds elsewhere (a remote builder) returns ``None`` for engines it does not serve.
     """
 
 

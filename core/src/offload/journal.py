@@ -49,15 +49,11 @@ CREATE TABLE IF NOT EXISTS tasks (
 #: The journal format this offload writes (SQLite's ``user_version``).
 VERSION = 1
 
-#: Task states in the journal besides :class:`TaskState`: a submission in progress.
-SUBMITTING = "submitting"
-
-
 @attrs.frozen
 class RunRecord:
     run_id: str
     workflow: str
-    state: str
+    state: TaskState
     session_time: str
 
 
@@ -65,7 +61,7 @@ class RunRecord:
 class TaskRecord:
     task_name: str
     attempt: int
-    state: str
+    state: TaskState
     task_id: str
     backend: str | None
     handle: Handle | None
@@ -170,7 +166,13 @@ class Journal:
             "SELECT run_id, workflow, state, session_time FROM runs WHERE workflow = ? ORDER BY started_at DESC LIMIT 1",
             (workflow,),
         ).fetchone()
-        return RunRecord(*row) if row else None
+        if row is None:
+            return None
+        run_id, workflow_path, state, session_time = row
+        try:
+            return RunRecord(run_id, workflow_path, TaskState(state), session_time)
+        except ValueError:
+            raise self._unusable(f"has run {run_id} in an unknown state {state!r}") from None
 
     def start_run(self, workflow: str, session_time: str) -> RunRecord:
         run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -178,13 +180,13 @@ class Journal:
             "INSERT INTO runs (run_id, workflow, state, session_time, started_at) VALUES (?, ?, 'running', ?, ?)",
             (run_id, workflow, session_time, time.time()),
         )
-        return RunRecord(run_id, workflow, "running", session_time)
+        return RunRecord(run_id, workflow, TaskState.RUNNING, session_time)
 
     def reopen_run(self, run_id: str) -> None:
         self.db.execute("UPDATE runs SET state = 'running', finished_at = NULL WHERE run_id = ?", (run_id,))
 
-    def finish_run(self, run_id: str, state: str) -> None:
-        self.db.execute("UPDATE runs SET state = ?, finished_at = ? WHERE run_id = ?", (state, time.time(), run_id))
+    def finish_run(self, run_id: str, state: TaskState) -> None:
+        self.db.execute("UPDATE runs SET state = ?, finished_at = ? WHERE run_id = ?", (state.value, time.time(), run_id))
 
     # tasks
     def tasks(self, run_id: str) -> dict[tuple[str, int], TaskRecord]:
@@ -198,7 +200,7 @@ class Journal:
                 out[(name, attempt)] = TaskRecord(
                     name,
                     attempt,
-                    state,
+                    TaskState(state),
                     task_id,
                     backend,
                     from_dict(json.loads(handle), Handle) if handle else None,
@@ -220,7 +222,7 @@ class Journal:
         )
 
     def submitting(self, run_id: str, name: str, attempt: int, task_id: str, backend: str) -> None:
-        self._upsert(run_id, name, attempt, state=SUBMITTING, task_id=task_id, backend=backend, handle=None, result=None)
+        self._upsert(run_id, name, attempt, state=TaskState.SUBMITTING.value, task_id=task_id, backend=backend, handle=None, result=None)
 
     def submitted(self, run_id: str, name: str, attempt: int, handle: Handle) -> None:
         self._upsert(run_id, name, attempt, state=TaskState.RUNNING.value, task_id=handle.task_id, backend=handle.backend, handle=json.dumps(to_dict(handle)))

@@ -42,6 +42,12 @@ class TaskRequest:
     ``io_dir`` are relative to it, so a backend that ships the project elsewhere
     (a container, an ECS task) can rebuild the same layout. ``argv`` refers to
     files with paths relative to ``workdir``.
+
+    ``executor_config`` holds the task's raw sections for the backends (``docker: {...}``);
+    ``settings`` is the chosen backend's parse of its own sections (see
+    :meth:`offload.Backend.parse_task_config`), set by the core before the backend sees
+    the request. ``settings`` is not serialised: a process that reads a request back
+    parses its ``executor_config`` again.
     """
 
     task_id: str
@@ -54,6 +60,7 @@ class TaskRequest:
     resources: Resources = attrs.field(factory=Resources)
     executor_config: dict[str, Any] = attrs.field(factory=dict, converter=_frozen_dict)
     labels: dict[str, str] = attrs.field(factory=dict, converter=_frozen_dict)
+    settings: Any = attrs.field(default=None, eq=False)
 
     @property
     def io_path(self) -> str:
@@ -90,6 +97,13 @@ class Handle:
 
 
 class TaskState(str, enum.Enum):
+    """The one vocabulary of task states, for backends, the runner and the journal.
+
+    ``SUBMITTING`` is the journal's alone (a driver was submitting the task when it
+    stopped); a backend reports the others.
+    """
+
+    SUBMITTING = "submitting"
     PENDING = "pending"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -99,7 +113,7 @@ class TaskState(str, enum.Enum):
 
     @property
     def finished(self) -> bool:
-        return self not in (TaskState.PENDING, TaskState.RUNNING)
+        return self not in (TaskState.SUBMITTING, TaskState.PENDING, TaskState.RUNNING)
 
 
 @attrs.frozen

@@ -11,15 +11,12 @@ from offload.models import Handle, Result, TaskState
 from offload.params import UnknownParam
 from offload.workflow import Task
 
-PENDING, RUNNING = "pending", "running"
-SUCCEEDED, FAILED, CANCELLED = TaskState.SUCCEEDED.value, TaskState.FAILED.value, TaskState.CANCELLED.value
-
 
 @attrs.define(eq=False)
 class Node:
     task: Task
     children: list[Node]
-    state: str = PENDING
+    state: TaskState = TaskState.PENDING
     tries: int = 0
     attempt: int = 0
     reuse_journal: bool = True
@@ -32,10 +29,10 @@ class Node:
 
     @property
     def finished(self) -> bool:
-        return self.state in (SUCCEEDED, FAILED, CANCELLED)
+        return self.state.finished
 
     def reset(self) -> None:
-        self.state, self.handle, self.result, self.error_node, self.exports = PENDING, None, None, None, {}
+        self.state, self.handle, self.result, self.error_node, self.exports = TaskState.PENDING, None, None, None, {}
         self.reuse_journal = False
         for child in self.children:
             child.reset()

@@ -13,19 +13,19 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import attrs
 
-from offload.config import KNOWN_BACKENDS
 from offload.errors import ConfigError
 from offload.models import Problem, Resources, TaskRequest
 from offload.params import render_value
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-#: Params that configure how a task runs rather than what it computes.
-RUN_KEYS = ("timeout", "resources", "python", "ruby", "require", *KNOWN_BACKENDS)
+#: Params that configure how a task runs rather than what it computes (besides the
+#: backends' task keys, which the executor knows).
+RUN_KEYS = ("timeout", "resources", "python", "ruby", "require")
 
 
 @attrs.frozen
@@ -53,9 +53,10 @@ def _write_json(path: str, data: Any) -> None:
         json.dump(data, f, ensure_ascii=False, default=str)
 
 
-def task_env(params: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, str]:
-    """Params with valid names as environment variables (Digdag's ``sh>``), then ``_env``."""
-    out = {k: render_value(v) for k, v in params.items() if _ENV_NAME.match(k) and k not in KNOWN_BACKENDS}
+def task_env(params: Mapping[str, Any], env: Mapping[str, str], task_keys: Collection[str]) -> dict[str, str]:
+    """Params with valid names as environment variables (Digdag's ``sh>``), then ``_env``;
+    never the backends' settings (``task_keys``)."""
+    out = {k: render_value(v) for k, v in params.items() if _ENV_NAME.match(k) and k not in task_keys}
     out.update(env)
     return out
 
@@ -87,30 +88,47 @@ def _resources(task_name: str, params: Mapping[str, Any]) -> Resources:
     return resources
 
 
-def run_settings_problems(task_name: str, params: Mapping[str, Any]) -> list[Problem]:
-    """What is wrong with the task's ``timeout`` and ``resources``, found before anything runs."""
+def run_settings(task_name: str, params: Mapping[str, Any]) -> tuple[float | None, Resources]:
+    """The task's ``timeout`` and ``resources``; :class:`ConfigError` with every problem of both."""
     problems: list[Problem] = []
-    for parse in (_timeout, _resources):
-        try:
-            parse(task_name, params)
-        except ConfigError as e:
-            problems.extend(e.problems)
-    return problems
+    timeout, resources = None, Resources()
+    try:
+        timeout = _timeout(task_name, params)
+    except ConfigError as e:
+        problems.extend(e.problems)
+    try:
+        resources = _resources(task_name, params)
+    except ConfigError as e:
+        problems.extend(e.problems)
+    if problems:
+        raise ConfigError(problems)
+    return timeout, resources
 
 
-def build_request(operator: str, command: str, params: Mapping[str, Any], env: Mapping[str, str], ctx: RequestContext) -> TaskRequest:
-    """The request for one operator task; writes its files into the io directory."""
+def executor_config(params: Mapping[str, Any], task_keys: Collection[str]) -> dict[str, Any]:
+    """The task's sections for the backends: its params named by a backend's task key."""
+    return {k: params[k] for k in sorted(task_keys) if params.get(k) is not None}
+
+
+def build_request(
+    operator: str, command: str, params: Mapping[str, Any], env: Mapping[str, str], ctx: RequestContext, task_keys: Collection[str]
+) -> TaskRequest:
+    """The request for one operator task; writes its files into the io directory.
+
+    ``task_keys`` are the params that hold backend settings (``Executor.task_keys``).
+    """
+    timeout, resources = run_settings(ctx.task_name, params)
     io_path = os.path.normpath(os.path.join(ctx.project_dir, ctx.io_dir))
     os.makedirs(io_path, exist_ok=True)
     io_rel = ctx.io_dir  # the working directory is the project's root
-    full_env = {**task_env(params, env), "OFFLOAD_IO_DIR": io_rel, "OFFLOAD_TASK_NAME": ctx.task_name}
+    full_env = {**task_env(params, env, task_keys), "OFFLOAD_IO_DIR": io_rel, "OFFLOAD_TASK_NAME": ctx.task_name}
     if operator == "sh>":
         with open(os.path.join(io_path, "runner.sh"), "w", encoding="utf-8") as f:
             f.write(command if command.endswith("\n") else command + "\n")
         argv: tuple[str, ...] = ("/bin/sh", f"{io_rel}/runner.sh")
     elif operator in ("py>", "rb>"):
         _copy_runtime(io_path)
-        clean = {k: v for k, v in params.items() if k not in RUN_KEYS}
+        clean = {k: v for k, v in params.items() if k not in RUN_KEYS and k not in task_keys}
         _write_json(os.path.join(io_path, "input.json"), {"params": clean, "task_name": ctx.task_name})
         if operator == "py>":
             argv = (str(params.get("python") or "python3"), f"{io_rel}/py_runner.py", io_rel, command)
@@ -119,7 +137,6 @@ def build_request(operator: str, command: str, params: Mapping[str, Any], env: M
             argv = (str(params.get("ruby") or "ruby"), f"{io_rel}/rb_runner.rb", io_rel, command, require)
     else:
         raise ConfigError([Problem(ctx.task_name, f"unknown operator {operator!r}", fatal=True)])
-    executor_config = {k: params[k] for k in KNOWN_BACKENDS if params.get(k) is not None}
     return TaskRequest(
         task_id=ctx.task_id,
         argv=argv,
@@ -127,8 +144,8 @@ def build_request(operator: str, command: str, params: Mapping[str, Any], env: M
         workdir=".",
         io_dir=ctx.io_dir,
         env=full_env,
-        timeout=_timeout(ctx.task_name, params),
-        resources=_resources(ctx.task_name, params),
-        executor_config=executor_config,
+        timeout=timeout,
+        resources=resources,
+        executor_config=executor_config(params, task_keys),
         labels=dict(ctx.labels),
     )

@@ -11,18 +11,20 @@ stored, a backend config that is wrong for a task, a task no backend can run.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from offload.config import KNOWN_BACKENDS
 from offload.errors import ConfigError
 from offload.models import Problem, TaskRequest
-from offload.operators import run_settings_problems
+
+if TYPE_CHECKING:
+    from offload.api import Executor
+from offload.operators import executor_config, run_settings
 from offload.params import BUILTIN_NAMES, UnknownParam, check_expressions, references, substitute
 from offload.secrets import REFERENCE as SECRET_REFERENCE
 from offload.secrets import SecretStore, missing_message, secret_names
-from offload.selection import BackendSet, Selection
+from offload.selection import Selection
 from offload.workflow import Task, Workflow
 
 
@@ -67,10 +69,19 @@ def _static_names(chain: list[Task]) -> set[str]:
     return names
 
 
-def dry_request(task: Task, params: Mapping[str, Any], project_dir: str) -> TaskRequest:
-    """A request with the task's executor config, enough to choose its backend."""
-    executor_config = {k: params[k] for k in KNOWN_BACKENDS if params.get(k) is not None}
-    return TaskRequest(task_id=task.name, argv=("true",), project_dir=project_dir, executor_config=executor_config)
+def dry_request(task: Task, params: Mapping[str, Any], project_dir: str, executor: Executor) -> TaskRequest:
+    """A request with what chooses the task's backend (its executor config, timeout and
+    resources, as plugins' ``offload_validate_config`` see them); :class:`ConfigError`
+    when its timeout or resources are wrong."""
+    timeout, resources = run_settings(task.name, params)
+    return TaskRequest(
+        task_id=task.name,
+        argv=("true",),
+        project_dir=project_dir,
+        executor_config=executor_config(params, executor.task_keys),
+        timeout=timeout,
+        resources=resources,
+    )
 
 
 def _env_problems(source: str, task: Task, secrets: SecretStore) -> list[Problem]:
@@ -83,7 +94,7 @@ def _env_problems(source: str, task: Task, secrets: SecretStore) -> list[Problem
     return problems
 
 
-def check_workflow(workflow: Workflow, backends: BackendSet, session: Mapping[str, Any], secrets: SecretStore | None = None) -> list[TaskPlan]:
+def check_workflow(workflow: Workflow, executor: Executor, session: Mapping[str, Any], secrets: SecretStore | None = None) -> list[TaskPlan]:
     """Every operator task's plan; raises :class:`ConfigError` with every problem found."""
     secrets = secrets or SecretStore()
     source = workflow.path.rsplit("/", 1)[-1]
@@ -113,26 +124,30 @@ def check_workflow(workflow: Workflow, backends: BackendSet, session: Mapping[st
         except UnknownParam:
             plans.append(TaskPlan(task, None, "backend chosen at run time: its config uses params stored by earlier tasks"))
             continue
-        for p in run_settings_problems(task.name, params):
-            problems.append(Problem(f"{source}: {p.where}", p.message, fatal=True))
-        selection = backends.select(dry_request(task, params, workflow.project_dir), task.name)
+        try:
+            request = dry_request(task, params, workflow.project_dir, executor)
+        except ConfigError as e:
+            problems += [Problem(f"{source}: {p.where}", p.message, fatal=True) for p in e.problems]
+            continue
+        selection = executor.select(request)
         for p in selection.fatal:
-            problems.append(Problem(f"{source}: {task.name}: {p.where}", p.message, fatal=True))
+            where = p.where.removeprefix(f"task {task.name}").removeprefix(": ")
+            problems.append(Problem(f"{source}: {task.name}" + (f": {where}" if where else ""), p.message, fatal=True))
         if selection.backend is None and not selection.fatal:
-            why = "; ".join(f"{a.backend}: {' '.join(a.reasons)}" for a in selection.attempts)
-            problems.append(Problem(f"{source}: {task.name}", f"no backend can run this task ({why})", fatal=True))
+            problems.append(Problem(f"{source}: {task.name}", selection.why_none(), fatal=True))
         plans.append(TaskPlan(task, selection))
     if problems:
         raise ConfigError(problems)
     return plans
 
 
-def explain_lines(workflow: Workflow, backends: BackendSet, session: Mapping[str, Any], secrets: SecretStore | None = None) -> list[str]:
+def explain_lines(workflow: Workflow, executor: Executor, session: Mapping[str, Any], secrets: SecretStore | None = None) -> list[str]:
     """``offload explain``: per task, the chosen backend and why the others were skipped."""
     lines = []
-    order = backends.system.type if backends.system.type != "auto" else " -> ".join(backends.system.order)
-    lines.append(f"workflow {workflow.name} ({workflow.path}); config {backends.system.source}; backends: {order}")
-    for plan in check_workflow(workflow, backends, session, secrets):
+    system = executor.system
+    order = system.type if system.type != "auto" else " -> ".join(system.order)
+    lines.append(f"workflow {workflow.name} ({workflow.path}); config {system.source}; backends: {order}")
+    for plan in check_workflow(workflow, executor, session, secrets):
         if plan.selection is None:
             lines.append(f"{plan.task.name}: {plan.note}")
             continue

@@ -20,6 +20,8 @@ from offload.errors import PluginError
 
 ENTRY_POINT_GROUP = "offload.backends"
 DISABLE_ENV = "OFFLOAD_DISABLE_PLUGINS"
+#: A project's own plugin, without packaging (as tox's ``toxfile.py``): beside the workflow.
+PROJECT_PLUGIN_FILE = "offload_plugins.py"
 
 
 @attrs.frozen
@@ -55,6 +57,8 @@ class OffloadPluginManager(pluggy.PluginManager):
         self.disabled: set[str] = set()
         #: plugin name -> (distribution name, version), for plugins loaded from entry points
         self.distributions: dict[str, tuple[str, str]] = {}
+        #: plugin name -> path, for a project's own ``offload_plugins.py``
+        self.project_files: dict[str, str] = {}
 
     def collect_backends(self) -> BackendRegistry:
         """Ask every plugin to register its backends (once per manager).
@@ -110,6 +114,8 @@ class OffloadPluginManager(pluggy.PluginManager):
                 from offload import __version__
 
                 dist_name, version = "offload", __version__
+            elif name in self.project_files:
+                dist_name, version = self.project_files[name], None
             infos.append(PluginInfo(name, dist_name, version, hooks, backends))
         return infos
 
@@ -125,6 +131,7 @@ def make_plugin_manager(
     *,
     load_entry_points: bool = True,
     disabled: Iterable[str] | None = None,
+    project_dir: str | None = None,
 ) -> OffloadPluginManager:
     """A ready plugin manager with its backends registered.
 
@@ -132,6 +139,9 @@ def make_plugin_manager(
         ``(name, plugin)`` pairs or bare objects.
     :param load_entry_points: load the ``offload.backends`` entry points.
     :param disabled: entry-point names not to load; default from ``OFFLOAD_DISABLE_PLUGINS``.
+    :param project_dir: load ``offload_plugins.py`` from this directory when it is there: a
+        project's own hooks (a site policy, a backend) without packaging. An error in it
+        is a :class:`offload.UsageError` naming the file and line.
 
     A plugin that fails to import is recorded in ``load_errors`` with its name and
     distribution; the others still load.
@@ -142,6 +152,8 @@ def make_plugin_manager(
     pm.register(_builtin, name="offload.builtin")
     if load_entry_points:
         _load_entry_points(pm)
+    if project_dir is not None:
+        _load_project_plugin(pm, project_dir)
     for item in plugins:
         if isinstance(item, tuple):
             name, plugin = item
@@ -169,6 +181,32 @@ def _load_entry_points(pm: OffloadPluginManager) -> None:
         unknown = _unknown_hooks(pm, plugin)
         if unknown:
             pm._drop(ep.name, plugin, f"implements unknown hook(s): {', '.join(unknown)}")
+
+
+def _load_project_plugin(pm: OffloadPluginManager, project_dir: str) -> None:
+    import importlib.util
+    import traceback
+
+    path = os.path.join(os.path.abspath(project_dir), PROJECT_PLUGIN_FILE)
+    if not os.path.isfile(path):
+        return
+    spec = importlib.util.spec_from_file_location(f"offload_project_plugins_{abs(hash(path)):x}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 - the user's file: say where it failed, not offload's traceback
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == path]
+        line = getattr(e, "lineno", None) if isinstance(e, SyntaxError) else (frames[-1].lineno if frames else None)
+        at = f"{path}, line {line}" if line else path
+        raise PluginError(f"{at}: cannot load the project's plugin file: {type(e).__name__}: {e}") from None
+    name = f"project:{PROJECT_PLUGIN_FILE}"
+    pm.register(module, name=name)
+    pm.project_files[name] = path
+    unknown = _unknown_hooks(pm, module)
+    if unknown:
+        pm.unregister(module, name=name)
+        raise PluginError(f"{path}: implements unknown hook(s): {', '.join(unknown)} (see `offload plugins` for the hooks there are)")
 
 
 def _unknown_hooks(pm: OffloadPluginManager, plugin: object) -> list[str]:

@@ -29,7 +29,7 @@ def _rows(node: Node) -> list[tuple[str, str, str, str, str]]:
     rows = []
     for n in node.operator_nodes():
         result = n.result
-        state = n.state
+        state = n.state.value
         code = "" if result is None or result.exit_code is None else str(result.exit_code)
         duration = "" if result is None or result.duration is None else f"{result.duration:.3f}s"
         rows.append((n.task.name, n.backend or "-", state, code, duration))

@@ -14,11 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from offload.api import Executor
-from offload.errors import OffloadError
 from offload.interrupts import Interrupted, Interrupts
-from offload.journal import SUBMITTING, Journal
+from offload.journal import Journal
 from offload.models import Handle, Result, TaskState
-from offload.nodes import CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, Node, build_tree, describe
+from offload.nodes import Node, build_tree, describe
 from offload.operators import RequestContext, build_request
 from offload.params import references, substitute
 from offload.plan import Verbatim, layered_params
@@ -80,7 +79,7 @@ class Run:
             self._index_parents(node.error_node)
 
     # -- the loop ---------------------------------------------------------------
-    def execute(self) -> str:
+    def execute(self) -> TaskState:
         """Run until every task finished or the run was cancelled; returns the run's state."""
         with self.interrupts:
             while True:
@@ -97,7 +96,7 @@ class Run:
                     self.poll_once()
                     self.wait()
         if self.cancelling:
-            return CANCELLED
+            return TaskState.CANCELLED
         return self.root.state
 
     def _cancel_running(self) -> None:
@@ -129,14 +128,9 @@ class Run:
 
     def wait(self) -> None:
         handles = list(self.running.values())
-        backends = {h.backend for h in handles}
-        timeout = self.interval.next()
         try:
             with self.interrupts.interruptible():
-                if len(backends) == 1:
-                    self.executor.backends.get(backends.pop()).wait(handles, timeout)
-                else:
-                    time.sleep(timeout)
+                self.executor.wait_any(handles, self.interval.next())
         except Interrupted:
             pass
 
@@ -178,9 +172,9 @@ class Run:
             result = Result(state=TaskState.FAILED, error=f"cannot collect the result: {describe(e)}", finished_at=time.time())
         result = self.masker.result(result)
         self.journal.finished(self.run_id, node.task.name, node.attempt, handle.task_id, handle.backend, result)
-        self.executor.pm.hook.offload_task_finished(task_name=node.task.name, backend_name=handle.backend, result=result)
+        self.executor.finished(node.task.name, handle, result)
         node.handle, node.result = handle, result
-        self.finish(node, result.state.value, result)
+        self.finish(node, result.state, result)
 
     # -- walking the tree --------------------------------------------------------
     def advance(self, node: Node) -> None:
@@ -189,32 +183,32 @@ class Run:
         if node.error_node is not None:
             self.advance(node.error_node)
             if node.error_node.finished:
-                node.state = FAILED
+                node.state = TaskState.FAILED
             return
         if not node.task.children:
-            if node.state == PENDING:
+            if node.state is TaskState.PENDING:
                 self.start(node)
             return
         if node.task.parallel:
             for child in node.children:
                 self.advance(child)
             if all(c.finished for c in node.children):
-                self.finish(node, FAILED if any(c.state != SUCCEEDED for c in node.children) else SUCCEEDED)
+                self.finish(node, TaskState.FAILED if any(c.state is not TaskState.SUCCEEDED for c in node.children) else TaskState.SUCCEEDED)
             return
         for child in node.children:
             self.advance(child)
             if not child.finished:
                 return
-            if child.state != SUCCEEDED:
-                self.finish(node, FAILED)
+            if child.state is not TaskState.SUCCEEDED:
+                self.finish(node, TaskState.FAILED)
                 return
-        self.finish(node, SUCCEEDED)
+        self.finish(node, TaskState.SUCCEEDED)
 
-    def finish(self, node: Node, outcome: str, result: Result | None = None, quiet: bool = False) -> None:
+    def finish(self, node: Node, outcome: TaskState, result: Result | None = None, quiet: bool = False) -> None:
         """Record the outcome of a task: retry it, hand it to ``_error``, or settle it."""
         node.tries += 1
-        if outcome == SUCCEEDED:
-            node.state = SUCCEEDED
+        if outcome is TaskState.SUCCEEDED:
+            node.state = TaskState.SUCCEEDED
             if result is not None:
                 self.stored.update(result.store_params)
                 parent = self.parents.get(node)
@@ -223,8 +217,8 @@ class Run:
             if not node.task.children and not quiet:
                 self.on_event(node.task.name, "succeeded")
             return
-        if outcome == CANCELLED or self.cancelling:
-            node.state = CANCELLED
+        if outcome is TaskState.CANCELLED or self.cancelling:
+            node.state = TaskState.CANCELLED
             return
         message = (result.error if result else None) or "a child task failed"
         if node.tries <= node.task.retry:
@@ -240,7 +234,7 @@ class Run:
             self._index_parents(node)
             self.advance(node.error_node)
             return
-        node.state = FAILED
+        node.state = TaskState.FAILED
         if not node.task.children:
             self.on_event(node.task.name, f"failed: {message}")
 
@@ -286,18 +280,18 @@ class Run:
         record = self.records.get(name) if node.reuse_journal else None
         node.reuse_journal = False
         if record is not None:
-            if record.state == SUCCEEDED and record.result is not None:
+            if record.state is TaskState.SUCCEEDED and record.result is not None:
                 node.attempt, node.result, node.backend = record.attempt, record.result, record.backend
                 self.on_event(name, f"skipped: succeeded in an earlier attempt of run {self.run_id}")
-                self.finish(node, SUCCEEDED, record.result, quiet=True)
+                self.finish(node, TaskState.SUCCEEDED, record.result, quiet=True)
                 return
-            if record.state == TaskState.RUNNING.value and record.handle is not None:
+            if record.state is TaskState.RUNNING and record.handle is not None:
                 node.attempt, node.backend = record.attempt, record.backend
                 self.running[node] = record.handle
-                node.state = RUNNING
+                node.state = TaskState.RUNNING
                 self.on_event(name, f"re-attached to the running task on {record.backend}")
                 return
-            if record.state == SUBMITTING:
+            if record.state is TaskState.SUBMITTING:
                 # The driver died while submitting: same attempt, so the backend can adopt it.
                 node.attempt = record.attempt
                 self._submit(node, adopt=True)
@@ -325,26 +319,20 @@ class Run:
                 env.update(carried)
             else:
                 command = layered_params([Verbatim(params), {"__command": node.task.command}])["__command"]
-            request = build_request(str(node.task.operator), command, params, env, ctx)
+            request = build_request(str(node.task.operator), command, params, env, ctx, self.executor.task_keys)
             selection = self.executor.select(request)
-            if selection.backend is None:
-                reasons = "; ".join(f"{a.backend}: {' '.join(a.reasons)}" for a in selection.attempts)
-                raise OffloadError(f"no backend can run this task ({reasons})")
-            backend = selection.backend
-            request = self.executor.prepare(backend, request)
-            handle = None
-            if adopt:
-                handle = self.executor.backends.get(backend).adopt(request)
+            backend = selection.check()
+            handle = self.executor.adopt(request, selection) if adopt else None
             if handle is None:
                 self.journal.submitting(self.run_id, name, node.attempt, task_id, backend)
-                handle = self.executor.pm.hook.offload_submit_task(backend=self.executor.backends.get(backend), request=request)
+                handle = self.executor.submit(request, selection)
         except Exception as e:  # noqa: BLE001 - the task fails with the reason; the run goes on
             result = Result(state=TaskState.FAILED, error=self.masker.text(describe(e)), started_at=time.time(), finished_at=time.time())
             self.journal.finished(self.run_id, name, node.attempt, task_id, None, result)
             node.result = result
-            self.finish(node, FAILED, result)
+            self.finish(node, TaskState.FAILED, result)
             return
         self.journal.submitted(self.run_id, name, node.attempt, handle)
-        node.backend, node.state = backend, RUNNING
+        node.backend, node.state = backend, TaskState.RUNNING
         self.running[node] = handle
         self.on_event(name, f"started on {backend}")

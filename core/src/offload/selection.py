@@ -4,6 +4,9 @@ With ``type: auto`` the first usable backend of ``order`` (default ``ecs, docker
 Digdag's) runs the task. A backend is skipped only when it is *not configured* for
 the task (or not installed); a wrong configuration stops the run instead of silently
 falling back (Digdag issue #1749 ran a failing ECS task in Docker).
+
+Each backend considered parses the task's sections it owns (its task keys) once; the
+chosen backend's parse travels with the :class:`Selection` to ``submit`` and ``adopt``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 import attrs
 
 from offload.backend import Backend, BackendContext
-from offload.config import KNOWN_BACKENDS, SystemConfig
+from offload.config import INSTALL_HINTS, SystemConfig
 from offload.errors import ConfigError
 from offload.models import Problem, TaskRequest
 from offload.plugins import OffloadPluginManager
@@ -31,15 +34,34 @@ class Attempt:
 
 @attrs.frozen
 class Selection:
-    """The chosen backend (``None`` when none is usable) and every attempt, in order."""
+    """The chosen backend (``None`` when none is usable) and every attempt, in order.
+
+    ``settings`` is the chosen backend's parse of the task's sections; it reaches the
+    backend as ``request.settings``.
+    """
 
     backend: str | None
     attempts: tuple[Attempt, ...]
     fatal: tuple[Problem, ...] = ()
+    settings: Any = attrs.field(default=None, eq=False)
+    task_id: str = ""
+
+    def why_none(self) -> str:
+        """The one message for a task no backend can run, with each backend's reason."""
+        reasons = "; ".join(f"{a.backend}: {', '.join(a.reasons)}" for a in self.attempts)
+        return f"no backend can run this task ({reasons})"
+
+    def check(self) -> str:
+        """The chosen backend's name; raises :class:`ConfigError` when there is none."""
+        if self.fatal:
+            raise ConfigError(self.fatal)
+        if self.backend is None:
+            raise ConfigError([Problem(f"task {self.task_id}" if self.task_id else "", self.why_none(), fatal=True)])
+        return self.backend
 
 
 def install_hint(name: str) -> str:
-    dist = KNOWN_BACKENDS.get(name)
+    dist = INSTALL_HINTS.get(name)
     return f"not installed (pip install {dist})" if dist else "not installed"
 
 
@@ -58,15 +80,14 @@ class BackendSet:
         self.configs: dict[str, Any] = {}
         problems: list[Problem] = []
         registry = pm.backends
+        known = ", ".join(sorted(set(registry.names()) | set(INSTALL_HINTS)))
         for name in system.sections:
-            if name not in registry and name not in KNOWN_BACKENDS:
-                known = ", ".join(sorted(set(registry.names()) | set(KNOWN_BACKENDS)))
+            if name not in registry and name not in INSTALL_HINTS:
                 problems.append(Problem(system.where(name), f"unknown backend (known: {known})", fatal=True))
         wanted = [system.type] if system.type != "auto" else list(system.order)
         for name in wanted:
-            if name not in registry and name not in KNOWN_BACKENDS:
+            if name not in registry and name not in INSTALL_HINTS:
                 key = "type" if system.type != "auto" else "order"
-                known = ", ".join(sorted(set(registry.names()) | set(KNOWN_BACKENDS)))
                 problems.append(Problem(system.where(key), f"unknown backend {name!r} (known: {known})", fatal=True))
         for name in registry.names():
             cls = registry.get(name)
@@ -84,15 +105,24 @@ class BackendSet:
         if problems:
             raise ConfigError(problems)
         self.context = BackendContext(hook=pm.hook)
+        #: task keys of every registered backend, and of every backend offload has install hints for
+        self.task_keys = frozenset(k for n in registry.names() for k in self._class(n).owned_keys()) | frozenset(INSTALL_HINTS)
+
+    def _class(self, name: str) -> type[Backend]:
+        cls = self.pm.backends.get(name)
+        if cls is None:
+            raise ConfigError([Problem(self.system.where("type"), f"backend {name!r} is {self.unavailable(name)}", fatal=True)])
+        return cls
 
     def get(self, name: str) -> Backend:
         """The run's instance of backend ``name``, made on first use."""
         if name not in self.instances:
-            cls = self.pm.backends.get(name)
-            if cls is None:
-                raise ConfigError([Problem(self.system.where("type"), f"backend {name!r} is {self.unavailable(name)}", fatal=True)])
-            self.instances[name] = cls(self.configs.get(name), self.context)
+            self.instances[name] = self._class(name)(self.configs.get(name), self.context)
         return self.instances[name]
+
+    def names(self) -> list[str]:
+        """The registered backends' names."""
+        return self.pm.backends.names()
 
     def unavailable(self, name: str) -> str:
         """Why backend ``name`` is not there: disabled, or not installed and how to install it."""
@@ -100,7 +130,22 @@ class BackendSet:
             return "disabled by OFFLOAD_DISABLE_PLUGINS"
         return install_hint(name)
 
-    def select(self, task: TaskRequest, task_name: str = "") -> Selection:
+    def settings_of(self, name: str, task: TaskRequest) -> tuple[Any, list[Problem]]:
+        """Backend ``name``'s parse of the task's sections it owns."""
+        backend = self.get(name)
+        sections = {k: task.executor_config[k] for k in backend.owned_keys() if task.executor_config.get(k) is not None}
+        return backend.parse_task_config(sections, f"task {task.task_id}")
+
+    def consider(self, name: str, task: TaskRequest) -> tuple[Any, list[Problem]]:
+        """Backend ``name``'s settings for ``task`` and every problem it and the plugins find."""
+        settings, problems = self.settings_of(name, task)
+        if not any(p.fatal or not p.warning for p in problems):
+            backend = self.get(name)
+            found = self.pm.hook.offload_validate_config(backend=backend, config=backend.config, task=attrs.evolve(task, settings=settings))
+            problems += [p for group in found if group for p in group]
+        return settings, problems
+
+    def select(self, task: TaskRequest) -> Selection:
         """The backend for ``task``, with the reason each other backend was skipped."""
         forced = self.system.type != "auto"
         order = [self.system.type] if forced else list(self.system.order)
@@ -109,22 +154,38 @@ class BackendSet:
             if name not in self.pm.backends:
                 attempts.append(Attempt(name, False, (self.unavailable(name),)))
                 continue
-            backend = self.get(name)
-            found = self.pm.hook.offload_validate_config(backend=backend, config=backend.config, task=task)
-            problems = [p for group in found if group for p in group]
+            settings, problems = self.consider(name, task)
             warnings = tuple(f"warning: {p}" for p in problems if p.warning and not p.fatal)
             problems = [p for p in problems if p.fatal or not p.warning]
             fatal = tuple(p for p in problems if p.fatal)
             if fatal:
                 attempts.append(Attempt(name, False, tuple(str(p) for p in fatal)))
-                return Selection(None, tuple(attempts), fatal)
+                return Selection(None, tuple(attempts), fatal, task_id=task.task_id)
             if problems:
                 attempts.append(Attempt(name, False, tuple(str(p) for p in problems)))
                 continue
+            ignored = [] if forced else self._ignored_sections(name, task)
+            if ignored:
+                attempts.append(Attempt(name, False, tuple(str(p) for p in ignored)))
+                return Selection(None, tuple(attempts), tuple(ignored), task_id=task.task_id)
             why = "forced by command_executor.type" if forced else "configured for this task"
             attempts.append(Attempt(name, True, (why, *warnings)))
-            return Selection(name, tuple(attempts))
-        return Selection(None, tuple(attempts))
+            return Selection(name, tuple(attempts), settings=settings, task_id=task.task_id)
+        return Selection(None, tuple(attempts), task_id=task.task_id)
+
+    def _ignored_sections(self, chosen: str, task: TaskRequest) -> list[Problem]:
+        """Sections of a backend that is not here, which the chosen one would ignore.
+
+        A task that says ``kubernetes:`` is not run somewhere else silently because
+        offload-kubernetes is missing: the run stops and says what to install.
+        """
+        reads = self.get(chosen).owned_keys()
+        problems = []
+        for key in sorted(task.executor_config):
+            if key in INSTALL_HINTS and key not in self.pm.backends and key not in reads and task.executor_config[key] is not None:
+                message = f"set for this task, but the {key} backend is {self.unavailable(key)}; {chosen} would ignore it"
+                problems.append(Problem(f"task {task.task_id}: {key}", message, fatal=True))
+        return problems
 
     def close(self) -> None:
         for backend in self.instances.values():

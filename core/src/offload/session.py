@@ -12,7 +12,8 @@ import attrs
 from offload.api import Executor
 from offload.errors import UsageError
 from offload.journal import Journal
-from offload.nodes import SUCCEEDED, Node
+from offload.models import TaskState
+from offload.nodes import Node
 from offload.params import session_params
 from offload.plan import check_workflow
 from offload.runlock import RunLock
@@ -26,7 +27,7 @@ class RunOutcome:
     """How a run ended: its id, its state, and the tree of tasks with their results."""
 
     run_id: str
-    state: str
+    state: TaskState
     resumed: bool
     root: Node
 
@@ -86,12 +87,12 @@ def run_workflow(
     try:
         lock.acquire(wait=wait, on_wait=lambda message: on_event("run", message))
         previous = None if rerun else journal.latest_run(workflow.path)
-        resume = previous is not None and previous.state != SUCCEEDED
+        resume = previous is not None and previous.state is not TaskState.SUCCEEDED
         if resume and previous is not None:
             session_time = previous.session_time
         session = session_params_for(workflow, params or {}, session_time, previous.run_id if resume and previous else "new")
         secrets = secrets or SecretStore()
-        check_workflow(workflow, executor.backends, session, secrets)
+        check_workflow(workflow, executor, session, secrets)
         if resume and previous is not None:
             run_id = previous.run_id
             journal.reopen_run(run_id)

@@ -31,9 +31,9 @@ from typing import Any
 
 import pytest
 
+from offload import from_json, to_json
 from offload.api import Executor
 from offload.models import Handle, Result, TaskRequest, TaskState
-from offload.serialization import from_json, to_json
 
 #: How long the contract waits for a task before calling it stuck (not a timing claim).
 WAIT_LIMIT = 120.0

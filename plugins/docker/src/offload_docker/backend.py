@@ -17,15 +17,16 @@ import glob
 import os
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
 import docker.errors
 
 import offload
 from offload import BackendError, ConfigError, Handle, Health, Problem, Result, Status, TaskRequest, TaskState
 from offload_docker import jobs, markers, outcome, resume, stopping
-from offload_docker.config import DockerSystemConfig, TaskSettings, parse_task
+from offload_docker.config import DockerSystemConfig, DockerTaskConfig, TaskSettings, parse_settings
 from offload_docker.container import PROJECT, SUBMISSION, TASK_ID, copy_io_out, launch
 from offload_docker.engine import Engines, is_remote
 from offload_docker.gc import find_orphans, remove_orphans
@@ -41,6 +42,7 @@ class DockerBackend(offload.Backend):
 
     name = "docker"
     config_type = DockerSystemConfig
+    task_config_type = DockerTaskConfig
     install_hint = "pip install offload-docker"
 
     def __init__(self, config: Any = None, context: offload.BackendContext | None = None) -> None:
@@ -54,24 +56,33 @@ class DockerBackend(offload.Backend):
 
     # -- choosing --------------------------------------------------------------------
 
-    def usable(self, task: TaskRequest) -> list[Problem]:
-        return parse_task(task, self.config)[1]
+    def parse_task_config(self, sections: Mapping[str, Any], where: str) -> tuple[TaskSettings | None, list[Problem]]:
+        """The task's ``docker:`` keys as :class:`TaskSettings`, or ``None`` and why not.
 
-    def settings(self, request: TaskRequest) -> TaskSettings:
-        found, problems = parse_task(request, self.config)
+        No ``docker:`` or no ``image`` is "not configured" (a non-fatal problem: selection
+        moves on); anything malformed is fatal; run options that give the container the
+        host are warnings, or fatal when ``allow_host_access`` is false.
+        """
+        return parse_settings(sections.get(self.name), f"{where}: {self.name}", self.config)
+
+    def _settings(self, request: TaskRequest) -> TaskSettings:
+        """The settings the core parsed for ``request`` (see :meth:`parse_task_config`)."""
+        if not isinstance(request.settings, TaskSettings):
+            raise BackendError(f"task {request.task_id}: docker: request.settings is not set: submit through offload.Executor")
+        return request.settings
+
+    def _reparse(self, request: TaskRequest) -> TaskSettings:
+        """The settings of a request read back from disk (``settings`` is not kept with it)."""
+        sections = {key: request.executor_config[key] for key in self.owned_keys() if request.executor_config.get(key) is not None}
+        found, problems = self.parse_task_config(sections, f"task {request.task_id}")
         if found is None:
             raise ConfigError([Problem(p.where, p.message, fatal=True) for p in problems if not p.warning])
         return found
 
-    def _hook(self) -> Any:
-        if self.context.hook is None:  # a backend made by hand, outside an Executor
-            self.context = offload.BackendContext(hook=offload.make_plugin_manager().hook)
-        return self.context.hook
-
     # -- submitting ------------------------------------------------------------------
 
     def submit(self, request: TaskRequest) -> Handle:
-        settings = self.settings(request)
+        settings = self._settings(request)
         address = self.engines.address(settings.engine)
         submission = uuid.uuid4().hex[:12]
         handle = Handle(
@@ -82,7 +93,7 @@ class DockerBackend(offload.Backend):
         )
         quick = self.quick.client(address, request.task_id)
         with self.quick.errors(address, request.task_id, "looking up the image"):
-            image = ready_image(quick.api, settings, self._hook())
+            image = ready_image(quick.api, settings, self.context.hook)
         if image is not None:  # the common case: start now, nothing to wait for
             client = self.engines.client(address, request.task_id)
             with self.engines.errors(address, request.task_id, "starting the container"):
@@ -103,7 +114,7 @@ class DockerBackend(offload.Backend):
             job.abort.watch(client)
             try:
                 with engines.errors(address, request.task_id, "preparing the image"):
-                    image = prepare(client, address, settings, self._hook(), job.log)
+                    image = prepare(client, address, settings, self.context.hook, job.log)
             except BackendError as e:
                 text = str(e)
                 raise BackendError(text if text.startswith("task ") else f"task {request.task_id}: {text}") from None
@@ -168,10 +179,11 @@ class DockerBackend(offload.Backend):
             reason = f"task {handle.task_id}: the driver stopped while the image was being prepared and no container was started; run the task again"
             return handle, [], Status(TaskState.LOST, reason=reason)
         try:
-            settings = self.settings(request)
+            settings = self._reparse(request)
         except ConfigError as e:
             failed = handle.with_state(phase=FAILED, error=f"task {handle.task_id}: {e}")
             return failed, [], Status(TaskState.FAILED, reason=f"task {handle.task_id}: {e}", handle=failed)
+        request = attrs.evolve(request, settings=settings)
         self._start_preparing(request, settings, str(handle.state["engine"]), submission)
         note = "[offload: the driver stopped while the image was being prepared; preparing it again]"
         return handle, [note], Status(TaskState.PENDING, logs=[note])
@@ -251,7 +263,7 @@ class DockerBackend(offload.Backend):
     def adopt(self, request: TaskRequest) -> Handle | None:
         """The container already made for ``request`` (same task id, same project), if any;
         one left created but never started is started now."""
-        settings = self.settings(request)
+        settings = self._settings(request)
         address = self.engines.address(settings.engine)
         api = self.quick.client(address, request.task_id).api
         filters = {"label": [f"{TASK_ID}={request.task_id}", f"{PROJECT}={request.project_dir}"]}

@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 
 import offload
-from offload import Problem, TaskRequest
+from offload import Problem
 from offload_docker.engine import describe_engine_value
 from offload_docker.options import BuildOptions, RunOptions, parse_build_options, parse_run_options
 from offload_docker.policy import host_access
@@ -65,10 +65,6 @@ class TaskSettings:
     relabel: str
 
 
-def where(task: TaskRequest) -> str:
-    return f"task {task.task_id}: docker"
-
-
 def selinux_suffix(value: Any) -> str | None:
     """The bind-mount relabel option for ``selinux``: ``''``, ``'z'`` or ``'Z'``; None if invalid."""
     if value in ("z", "Z"):
@@ -80,16 +76,19 @@ def selinux_suffix(value: Any) -> str | None:
     return None
 
 
-def parse_task(task: TaskRequest, system: DockerSystemConfig | None = None) -> tuple[TaskSettings | None, list[Problem]]:
-    """The task's settings, or ``None`` and why not.
+def parse_settings(raw: Any, at: str, system: DockerSystemConfig | None = None) -> tuple[TaskSettings | None, list[Problem]]:
+    """A task's settings from its ``docker:`` section ``raw``, or ``None`` and why not.
+
+    :param raw: the section as the task wrote it; ``None`` when the task has none.
+    :param at: where the section is, for problems (``"task +flow+step: docker"``).
+    :param system: the backend's system config; its ``host`` and ``allow_host_access``
+        judge run options that give the container the host.
 
     No ``docker:`` or no ``image`` is a non-fatal problem ("not configured": selection
     moves on, as Digdag falls back to local); anything malformed is fatal. Run options
     that give the container the host come back as warnings with the settings, or as
     fatal problems when ``system.allow_host_access`` is false.
     """
-    at = where(task)
-    raw = task.executor_config.get("docker")
     if raw is None:
         return None, [Problem(at, "not configured for this task (no docker: keys)")]
     parsed, problems = offload.structure_strict(DockerTaskConfig, raw, at)

@@ -10,7 +10,6 @@ is held, so two tasks needing the same new image build it once.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import fcntl
 import hashlib
 import io
@@ -31,10 +30,6 @@ from offload_docker.engine import short_cause, shut_down
 from offload_docker.options import BuildOptions
 
 Log = Callable[[str], None]
-
-#: The engine and build options of the build in progress on this thread, for the
-#: ``offload_build_image`` hook implementation (the hook's arguments do not carry them).
-ACTIVE_BUILD: contextvars.ContextVar[tuple[docker.DockerClient, BuildOptions] | None] = contextvars.ContextVar("offload_docker_build", default=None)
 
 
 class Abort:
@@ -68,6 +63,7 @@ class Abort:
             response = self._response
         if response is not None:
             shut_down(response)
+
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -123,8 +119,12 @@ def present(api: Any, ref: str) -> bool:
 
 
 def build_tag(spec: offload.ImageSpec, hook: Any) -> tuple[str, str]:
-    """The Dockerfile rendered for ``spec`` and the tag it is built as."""
-    dockerfile = str(hook.offload_dockerfile(spec=spec))
+    """The Dockerfile rendered for ``spec`` and the tag it is built as.
+
+    ``hook`` is the plugins' hook relay; ``None`` (a backend made by hand, outside an
+    Executor) renders the core's default Dockerfile.
+    """
+    dockerfile = str(hook.offload_dockerfile(spec=spec)) if hook is not None else offload.default_dockerfile(spec)
     return dockerfile, offload.image_tag(spec, dockerfile)
 
 
@@ -164,7 +164,12 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
 
 
 def prepare(client: docker.DockerClient, engine: str, settings: TaskSettings, hook: Any, log: Log) -> str:
-    """Make the task's image available and return the reference to run."""
+    """Make the task's image available and return the reference to run.
+
+    A build goes through the ``offload_build_image`` hook with ``client`` as its engine
+    and the task's parsed build options; without a hook relay (``hook`` is ``None``),
+    straight to :func:`build_image`.
+    """
     api = client.api
     spec = settings.spec
     if not spec.needs_build:
@@ -180,11 +185,9 @@ def prepare(client: docker.DockerClient, engine: str, settings: TaskSettings, ho
             log(f"image {tag} was built by another task meanwhile")
             return tag
         log(f"building image {tag} from {spec.image} ({len(spec.build)} build steps)")
-        token = ACTIVE_BUILD.set((client, settings.build))
-        try:
-            built = hook.offload_build_image(spec=spec, dockerfile=dockerfile, tag=tag, log=log)
-        finally:
-            ACTIVE_BUILD.reset(token)
+        if hook is None:
+            return build_image(client, dockerfile, tag, settings.build, log)
+        built = hook.offload_build_image(spec=spec, dockerfile=dockerfile, tag=tag, log=log, engine=client, options=settings.build)
         if built is None:
             raise BackendError(f"no plugin built image {tag} (is offload-docker's plugin disabled?)")
         return str(built)

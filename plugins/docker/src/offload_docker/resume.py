@@ -19,8 +19,7 @@ from typing import Any
 
 import docker.errors
 
-from offload import TaskRequest
-from offload.serialization import from_json, to_json
+from offload import TaskRequest, from_json, to_json
 from offload_docker import markers
 from offload_docker.container import copy_project_in
 
@@ -44,6 +43,8 @@ def keep_request(request: TaskRequest, submission: str) -> None:
 
 
 def kept_request(io_path: str, submission: str) -> TaskRequest | None:
+    """The request kept for ``submission``, or ``None``. Its ``settings`` are not kept:
+    the backend parses its ``executor_config`` again (``DockerBackend.parse_task_config``)."""
     try:
         with open(_path(io_path, submission), encoding="utf-8") as f:
             return from_json(f.read(), TaskRequest)

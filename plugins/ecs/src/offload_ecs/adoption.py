@@ -28,6 +28,7 @@ from offload_ecs import identity, launch, taskdefs
 from offload_ecs.aws import Aws, error_message
 from offload_ecs.config import EcsConfig
 from offload_ecs.outcome import timestamp
+from offload_ecs.taskconfig import EcsTaskSettings
 
 #: ``describe_tasks`` takes at most this many tasks per call.
 BATCH = 100
@@ -102,15 +103,14 @@ def adopted_state(state: Mapping[str, Any], task: Mapping[str, Any]) -> dict[str
     return out
 
 
-def adopt(aws: Aws, config: EcsConfig, request: TaskRequest, scope: tuple[str, ...]) -> Handle | None:
-    """The handle of the task already started for ``request``, or ``None`` when there is none."""
+def adopt(aws: Aws, config: EcsConfig, request: TaskRequest, settings: EcsTaskSettings, scope: tuple[str, ...]) -> Handle | None:
+    """The handle of the task already started for ``request`` (with ``settings``, its
+    parsed settings), or ``None`` when there is none."""
     task = find(aws, config, identity.submission_id(request.project_dir, request.task_id))
     if task is None:
         return None
-    ecs = request.executor_config.get("ecs") or {}
-    by_arn: dict[str, Any] = {"task_definition_arn": task["taskDefinitionArn"]}
-    if ecs.get("container_name"):
-        by_arn["container_name"] = ecs["container_name"]
-    td = taskdefs.resolve(aws, {"ecs": by_arn}, scope)
+    # the definition the task was started with, whether it was named by ARN or by image
+    by_arn = EcsTaskSettings(task_definition_arn=str(task["taskDefinitionArn"]), container_name=settings.container_name)
+    td = taskdefs.resolve(aws, by_arn, scope)
     state = launch.initial_state(aws, config, td, request)
     return Handle("ecs", request.task_id, request.io_path, adopted_state(state, task))

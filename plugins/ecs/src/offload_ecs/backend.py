@@ -6,12 +6,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from offload import Backend, BackendContext, BackendError, Handle, Health, Problem, Result, Status, TaskRequest
-from offload_ecs import adoption, finish, health, launch, runtask, taskdefs, tracking
+from offload_ecs import adoption, finish, health, launch, runtask, taskconfig, taskdefs, tracking
 from offload_ecs.aws import Aws
 from offload_ecs.config import EcsConfig, parse_ecs_config
-
-#: Keys a task may set under ``ecs:`` in its workflow.
-TASK_KEYS = ("task_definition_arn", "container_name")
+from offload_ecs.taskconfig import EcsTaskSettings
 
 
 class EcsBackend(Backend):
@@ -19,6 +17,9 @@ class EcsBackend(Backend):
 
     name = "ecs"
     config_type: ClassVar[type] = EcsConfig
+    #: ``ecs:``, and ``docker:`` for its ``image`` and ``build`` only (as Digdag reads them).
+    task_keys: ClassVar[tuple[str, ...]] = ("ecs", "docker")
+    task_config_type: ClassVar[type | None] = EcsTaskSettings
     install_hint = "pip install offload-ecs"
 
     def __init__(self, config: Any = None, context: BackendContext | None = None) -> None:
@@ -31,45 +32,22 @@ class EcsBackend(Backend):
     def parse_config(cls, data: Mapping[str, Any], where: str) -> tuple[Any, list[Problem]]:
         return parse_ecs_config(data, where)
 
-    def usable(self, task: TaskRequest) -> list[Problem]:
-        if not self.config.configured:
-            return [Problem("command_executor.ecs", "not configured (the system config has no ecs section with name and temporal_storage)")]
-        ecs = task.executor_config.get("ecs")
-        docker = task.executor_config.get("docker")
-        problems: list[Problem] = []
-        if ecs is not None and not isinstance(ecs, Mapping):
-            return [Problem(f"task {task.task_id}: ecs", "must be a mapping", fatal=True)]
-        ecs = ecs or {}
-        for key in sorted(set(ecs) - set(TASK_KEYS)):
-            problems.append(Problem(f"task {task.task_id}: ecs.{key}", f"unknown key (known keys: {', '.join(TASK_KEYS)})", fatal=True))
-        for key in TASK_KEYS:
-            if key in ecs and (not isinstance(ecs[key], str) or not ecs[key]):
-                problems.append(Problem(f"task {task.task_id}: ecs.{key}", f"must be a non-empty string, got {ecs[key]!r}", fatal=True))
-        if problems:
-            return problems
-        if ecs.get("task_definition_arn"):
-            return []
-        image = docker.get("image") if isinstance(docker, Mapping) else None
-        if not image:
-            return [Problem(f"task {task.task_id}", "sets neither ecs.task_definition_arn nor docker.image")]
-        if isinstance(docker, Mapping) and docker.get("build"):
-            return [
-                Problem(
-                    f"task {task.task_id}: docker.build",
-                    "ECS cannot build images: the task's docker.build needs the docker backend (or set ecs.task_definition_arn)",
-                )
-            ]
-        return []
+    def parse_task_config(self, sections: Mapping[str, Any], where: str) -> tuple[Any, list[Problem]]:
+        """The task's ``ecs:`` section and its ``docker.image`` / ``docker.build`` (see :mod:`.taskconfig`)."""
+        return taskconfig.parse(self.config, sections, where)
+
+    def _settings(self, request: TaskRequest) -> EcsTaskSettings:
+        """The settings the core parsed for ``request`` when it selected this backend."""
+        if not isinstance(request.settings, EcsTaskSettings):
+            raise BackendError("ecs: request.settings is not set: submit through offload.Executor")
+        return request.settings
 
     def _scope(self) -> tuple[str, ...]:
         s = self.config.settings
         return (s.endpoint_url or "", str(self.aws.region), str(self.config.cluster))
 
     def submit(self, request: TaskRequest) -> Handle:
-        problems = [p for p in self.usable(request)]
-        if problems:
-            raise BackendError("ecs: " + "; ".join(str(p) for p in problems))
-        td = taskdefs.resolve(self.aws, request.executor_config, self._scope())
+        td = taskdefs.resolve(self.aws, self._settings(request), self._scope())
         params, script, state = launch.prepare(self.aws, self.config, td, request)
         handle = Handle(self.name, request.task_id, request.io_path, state)
         return runtask.attempt(self.aws, self.config, handle, params, script, 1)
@@ -80,9 +58,7 @@ class EcsBackend(Backend):
         Nothing found means nothing was started (the driver died before or during
         ``run_task``): the core submits again, with the same client token.
         """
-        if self.usable(request):
-            return None
-        return adoption.adopt(self.aws, self.config, request, self._scope())
+        return adoption.adopt(self.aws, self.config, request, self._settings(request), self._scope())
 
     def poll(self, handles: Sequence[Handle]) -> list[Status]:
         if not handles:

@@ -17,6 +17,7 @@ import attrs
 
 from offload import BackendError
 from offload_ecs.aws import Aws, error_message
+from offload_ecs.taskconfig import EcsTaskSettings
 
 TAG_KEYS = ("offload.docker.image", "digdag.docker.image")
 
@@ -115,26 +116,27 @@ def _by_image(aws: Aws, image: str, container_name: str | None) -> TaskDefinitio
     )
 
 
-def resolve(aws: Aws, executor_config: Mapping[str, Any], scope: tuple[str, ...]) -> TaskDefinition:
-    """The task definition for a task's executor config, cached per process under ``scope``."""
-    ecs = executor_config.get("ecs") or {}
-    docker = executor_config.get("docker") or {}
-    container_name = ecs.get("container_name") or aws.config.settings.container_name
-    arn = ecs.get("task_definition_arn")
-    key = (*scope, "arn" if arn else "image", str(arn or docker.get("image")), str(container_name))
+def resolve(aws: Aws, settings: EcsTaskSettings, scope: tuple[str, ...]) -> TaskDefinition:
+    """The task definition named by a task's settings, cached per process under ``scope``."""
+    container_name = settings.container_name or aws.config.settings.container_name
+    arn = settings.task_definition_arn
+    image = settings.image
+    key = (*scope, "arn" if arn else "image", str(arn or image), str(container_name))
     with _cache_lock:
         found = _cache.get(key)
     if found is not None:
         return attrs.evolve(found, note=None)
     try:
         if arn:
-            found = _from_description(_describe(aws, str(arn)), container_name, None)
+            found = _from_description(_describe(aws, arn), container_name, None)
+        elif image:
+            found = _by_image(aws, image, container_name)
         else:
-            found = _by_image(aws, str(docker["image"]), container_name)
+            raise BackendError("ecs: the task's settings name neither a task definition nor an image")
     except BackendError:
         raise
     except Exception as e:  # noqa: BLE001 - botocore's ClientError and friends
-        what = f"task definition {arn}" if arn else f"the task definition of image {docker.get('image')}"
+        what = f"task definition {arn}" if arn else f"the task definition of image {image}"
         raise BackendError(f"ecs: cannot find {what}: {error_message(e)}") from None
     with _cache_lock:
         _cache[key] = found
