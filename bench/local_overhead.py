@@ -65,7 +65,7 @@ def main() -> None:
     print(f"  offload local       {through:7.3f} s  ({through / args.tasks * 1000:6.2f} ms/task)")
     print(f"  ratio offload/subprocess.run: {through / direct:.2f}  (target <= 1.15)")
     bare = time_command([sys.executable, "-c", "pass"], 15)
-    cli = time_command([sys.executable, "-m", "offload.cli", "--version"], 15)
+    cli = time_command([sys.executable, "-m", "offload.workflow.cli", "--version"], 15)
     print("CLI start, median of 15:")
     print(f"  python -c pass      {bare * 1000:7.1f} ms")
     print(f"  offload --version   {cli * 1000:7.1f} ms")

@@ -21,7 +21,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 py="$venv/bin/python"
 # Every distribution of the workspace, editable, plus what the tests use.
-dists=(-e core -e plugins/local)
+dists=(-e core -e plugins/local -e examples/offload-nice)
 for d in plugins/docker plugins/ecs; do
   [ -f "$d/pyproject.toml" ] && dists+=(-e "$d")
 done

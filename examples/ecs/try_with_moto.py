@@ -33,7 +33,7 @@ from ecs_harness.world import World  # noqa: E402
 
 
 def offload(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "offload.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "offload.workflow.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
     print(f"$ offload {' '.join(args)}\n{proc.stdout}{proc.stderr}", flush=True)
     return proc
 

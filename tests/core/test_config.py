@@ -12,7 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from offload.config import (
+from offload.executor.config import (
     DEFAULT_ORDER,
     SystemConfig,
     build_system_config,
@@ -21,8 +21,8 @@ from offload.config import (
     read_config_document,
     structure_strict,
 )
-from offload.errors import ConfigError
-from offload.models import Problem
+from offload.executor.errors import ConfigError
+from offload.executor.models import Problem
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,9 @@ import attrs
 import pytest
 
 import offload
-from offload import Backend, Executor, Handle, ImageSpec, Problem, Result, Status, TaskRequest, TaskState, hookimpl, hookspecs, make_plugin_manager
-from offload.errors import ConfigError, UsageError
+from offload import Backend, Executor, Handle, ImageSpec, Problem, Result, Status, TaskRequest, TaskState, hookimpl, make_plugin_manager
+from offload.executor import hookspecs
+from offload.executor.errors import ConfigError, UsageError
 from offload.testing.contract import make_request, wait_for
 
 TESTS = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from offload.models import Handle, Health, ImageSpec, Problem, Resources, Result, Status, TaskRequest, TaskState
-from offload.serialization import from_dict, from_json, to_dict, to_json
+from offload.executor.models import Handle, Health, ImageSpec, Problem, Resources, Result, Status, TaskRequest, TaskState
+from offload.executor.serialization import from_dict, from_json, to_dict, to_json
 
 NESTED_STATE: dict[str, Any] = {
     "pid": 4242,

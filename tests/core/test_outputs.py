@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from offload.models import Result, TaskState
-from offload.outputs import read_outputs
+from offload.executor.models import Result, TaskState
+from offload.executor.outputs import read_outputs
 
 OK = Result(TaskState.SUCCEEDED, exit_code=0, started_at=1.0, finished_at=2.0)
 

@@ -13,8 +13,8 @@ import pytest
 
 import offload
 from offload import Backend, Handle, Result, Status, TaskRequest, TaskState, hookimpl
-from offload.errors import PluginError, UsageError
-from offload.plugins import OffloadPluginManager, PluginLoadError, disabled_from_env, make_plugin_manager
+from offload.executor.errors import PluginError, UsageError
+from offload.executor.plugins import OffloadPluginManager, PluginLoadError, disabled_from_env, make_plugin_manager
 from offload_local.backend import LocalBackend
 
 MakeDist = Callable[..., str]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from offload.config import build_system_config, read_config_document
-from offload.errors import ConfigError
-from offload.properties import parse_properties, properties_to_tree
+from offload.executor.config import build_system_config, read_config_document
+from offload.executor.errors import ConfigError
+from offload.executor.properties import parse_properties, properties_to_tree
 
 REFERENCE = Path("/work/shared/reference/digdag-command-executor-docs.txt")
 P = "agent.command_executor."

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import offload
-from offload.nodes import Node
+from offload.workflow.nodes import Node
 
 
 def run(tmp_path: Path, text: str, plugins: tuple[Any, ...] = (), **kwargs: Any) -> tuple[offload.RunOutcome, list[tuple[str, str]], list[tuple[str, str]]]:
@@ -138,8 +138,8 @@ def test_session_params_follow_the_workflow_time_zone(tmp_path: Path, zone: str)
 
 def test_a_submission_cut_short_before_its_handle_was_journaled_is_adopted_not_rerun(tmp_path: Path) -> None:
     """The driver died between starting a task and journaling its handle: resume finds it."""
-    from offload.journal import Journal
-    from offload.taskkeys import task_key
+    from offload.workflow.journal import Journal
+    from offload.workflow.taskkeys import task_key
 
     (tmp_path / "flow.dig").write_text("+a:\n  sh>: echo ran >> count\n")
     journal = Journal(str(tmp_path))

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 import pytest
 
-from offload import _runtime
+from offload.workflow import runtime as _runtime
 
 IO = ".offload-io"
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_runner import lines, run
 
-from offload.shellparams import render_script
+from offload.workflow.shellparams import render_script
 
 HOSTILE = "a $(touch pwned1) `touch pwned2`; touch pwned3 ' \" \\ $HOME ${HOME} | & > pwned4"
 

@@ -7,7 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from offload.taskkeys import MAX_LITERAL, task_key
+from offload.workflow.taskkeys import MAX_LITERAL, task_key
 
 SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
 

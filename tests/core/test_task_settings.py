@@ -12,7 +12,7 @@ import attrs
 import pytest
 
 import offload
-from offload.cli import main
+from offload.workflow.cli import main
 
 #: A real, small backend: it runs the command to its end in ``submit`` (the contract allows
 #: a backend whose tasks are finished when polled). It prints the settings it received.

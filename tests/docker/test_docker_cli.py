@@ -17,7 +17,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def offload_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "offload.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "offload.workflow.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ _export:
 def test_killing_the_driver_mid_container_then_running_again_collects_the_real_result(tmp_path: Path, image: str, engine: docker.DockerClient) -> None:
     (tmp_path / "slow.dig").write_text(SLOW_FLOW.format(image=image))
     driver = subprocess.Popen(
-        [sys.executable, "-m", "offload.cli", "run", "slow.dig"],
+        [sys.executable, "-m", "offload.workflow.cli", "run", "slow.dig"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

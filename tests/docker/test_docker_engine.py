@@ -142,7 +142,7 @@ def test_a_remote_engine_gets_the_project_copied_in_and_the_io_dir_out(
     (project / ".offload" / "journal" / "other-state").write_text("not shipped\n")
     config = {"docker": {"image": image, "docker": tcp_engine}}
     script = (
-        "cat data.txt; test -e ../.offload/journal/other-state && echo shipped-too-much; "
+        "cat data.txt; test -e ../.offload/workflow/journal/other-state && echo shipped-too-much; "
         'echo written-in-container > ../not-copied-back.txt; mkdir -p "$OFFLOAD_IO_DIR/outputs"; '
         'tr a-z A-Z < data.txt > "$OFFLOAD_IO_DIR/outputs/out.txt"'
     )

@@ -70,7 +70,7 @@ def test_new_namespace_and_device_flags_reach_the_container(project: Path, image
 
 
 def offload_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "offload.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "offload.workflow.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 FLOW = """

@@ -115,7 +115,7 @@ def own_peak_kib(pid: int) -> int:
 def test_a_large_output_reaches_the_console_in_order_in_bounded_driver_memory(tmp_path: Path, image: str, engine: docker.DockerClient) -> None:
     lines = 80_000  # 80 MB of output
     (tmp_path / "big.dig").write_text(BIG_FLOW.format(image=image, lines=lines))
-    driver = subprocess.Popen([sys.executable, "-m", "offload.cli", "run", "big.dig"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    driver = subprocess.Popen([sys.executable, "-m", "offload.workflow.cli", "run", "big.dig"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert driver.stdout is not None and driver.stderr is not None
     expected, peak_kib = 0, 0
     for raw in driver.stdout:

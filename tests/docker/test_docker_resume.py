@@ -29,7 +29,7 @@ Make = Callable[..., offload.Executor]
 
 def cli(project: Path, *args: str, prelude: str = "", timeout: float = 120) -> subprocess.Popen[str]:
     """``offload <args>`` in its own session, after running ``prelude`` in the same process."""
-    code = f"import sys\n{prelude}\nfrom offload.cli import main\nsys.exit(main({list(args)!r}))\n"
+    code = f"import sys\n{prelude}\nfrom offload.workflow.cli import main\nsys.exit(main({list(args)!r}))\n"
     driver = subprocess.Popen(
         [sys.executable, "-c", code], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )

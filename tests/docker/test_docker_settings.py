@@ -95,6 +95,6 @@ def test_running_a_workflow_task_parses_its_docker_section_once(calls: Calls, tm
     assert calls.of(submitted.task_id) == 1, calls.parsed
     assert isinstance(submitted.settings, TaskSettings) and submitted.settings.run.mem_limit == 256 << 20
     # Before anything is launched, the run checks every task once with the params known
-    # then (offload.plan.check_workflow); that request is another one, parsed once as well.
+    # then (offload.workflow.plan.check_workflow); that request is another one, parsed once as well.
     assert all(n == 1 for n in collections.Counter(calls.parsed).values()), calls.parsed
     assert len(calls.parsed) <= 2, calls.parsed

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from offload.cli import main
+from offload.workflow.cli import main
 
 CASES = {
     "not yaml": ("+a:\n  sh>: echo: [\n", "flow.dig: not valid YAML (line"),

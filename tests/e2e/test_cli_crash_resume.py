@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-OFFLOAD = [sys.executable, "-m", "offload.cli"]
+OFFLOAD = [sys.executable, "-m", "offload.workflow.cli"]
 
 FLOW = """\
 +first:

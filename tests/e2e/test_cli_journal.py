@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from offload.cli import main
+from offload.workflow.cli import main
 
 FLOW = "+a:\n  sh>: echo a >> ran.log\n"
 

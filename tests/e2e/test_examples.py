@@ -15,7 +15,7 @@ def test_hello_example_runs_with_the_local_backend(tmp_path: Path) -> None:
     project = tmp_path / "hello"
     shutil.copytree(EXAMPLES / "hello", project, ignore=shutil.ignore_patterns(".offload", "data", "__pycache__"))
     proc = subprocess.run(
-        [sys.executable, "-m", "offload.cli", "run", "flow.dig"],
+        [sys.executable, "-m", "offload.workflow.cli", "run", "flow.dig"],
         cwd=project,
         capture_output=True,
         text=True,

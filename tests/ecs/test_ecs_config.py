@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import offload
-from offload.config import build_system_config, read_config_document
+from offload.executor.config import build_system_config, read_config_document
 from offload_ecs.backend import EcsBackend
 from offload_ecs.config import EcsConfig, parse_ecs_config
 from offload_ecs.taskconfig import EcsTaskSettings

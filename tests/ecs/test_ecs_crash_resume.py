@@ -23,7 +23,7 @@ import pytest
 import yaml
 from ecs_harness.world import IMAGE, World
 
-OFFLOAD = [sys.executable, "-m", "offload.cli"]
+OFFLOAD = [sys.executable, "-m", "offload.workflow.cli"]
 
 
 def flow(runs: Path, gate: Path) -> str:

@@ -55,7 +55,7 @@ def example(tmp_path: Path) -> Path:
 
 
 def offload(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "offload.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    return subprocess.run([sys.executable, "-m", "offload.workflow.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=dict(os.environ))
 
 
 def test_the_example_workflow_runs_on_ecs_then_in_docker_without_the_ecs_section(containers: World, example: Path, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-OFFLOAD = [sys.executable, "-m", "offload.cli", "run", "flow.dig"]
+OFFLOAD = [sys.executable, "-m", "offload.workflow.cli", "run", "flow.dig"]
 MARKER = " [offload: line over 1 MiB split; continues on the next line]"
 
 #: Each task says it started, then blocks until the test closes the only writer of

@@ -9,54 +9,54 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from offload.api import Executor
-    from offload.backend import Backend, BackendContext, NoConfig
-    from offload.config import SystemConfig, structure_strict
-    from offload.errors import BackendError, ConfigError, OffloadError, TaskNotFound, UsageError
-    from offload.hookspecs import hookimpl, hookspec
-    from offload.images import default_dockerfile, image_tag
-    from offload.models import Handle, Health, ImageSpec, Problem, Resources, Result, Status, TaskRequest, TaskState
-    from offload.plugins import make_plugin_manager
-    from offload.selection import Selection
-    from offload.serialization import from_dict, from_json, to_dict, to_json
-    from offload.session import RunOutcome, run_workflow
+    from offload.executor.backend import Backend, BackendContext, NoConfig
+    from offload.executor.config import SystemConfig, structure_strict
+    from offload.executor.errors import BackendError, ConfigError, OffloadError, TaskNotFound, UsageError
+    from offload.executor.executor import Executor
+    from offload.executor.hookspecs import hookimpl, hookspec
+    from offload.executor.images import default_dockerfile, image_tag
+    from offload.executor.models import Handle, Health, ImageSpec, Problem, Resources, Result, Status, TaskRequest, TaskState
+    from offload.executor.plugins import make_plugin_manager
+    from offload.executor.selection import Selection
+    from offload.executor.serialization import from_dict, from_json, to_dict, to_json
+    from offload.workflow.session import RunOutcome, run_workflow
 
 __version__ = "0.1.0"
 
 # Imported on first use, so that `offload --version` and plugin discovery stay fast.
 _EXPORTS = {
-    "Backend": "offload.backend",
-    "BackendContext": "offload.backend",
-    "BackendError": "offload.errors",
-    "ConfigError": "offload.errors",
-    "Executor": "offload.api",
-    "Handle": "offload.models",
-    "Health": "offload.models",
-    "ImageSpec": "offload.models",
-    "NoConfig": "offload.backend",
-    "OffloadError": "offload.errors",
-    "Problem": "offload.models",
-    "Resources": "offload.models",
-    "Result": "offload.models",
-    "RunOutcome": "offload.session",
-    "Selection": "offload.selection",
-    "Status": "offload.models",
-    "SystemConfig": "offload.config",
-    "TaskNotFound": "offload.errors",
-    "TaskRequest": "offload.models",
-    "TaskState": "offload.models",
-    "UsageError": "offload.errors",
-    "hookimpl": "offload.hookspecs",
-    "hookspec": "offload.hookspecs",
-    "default_dockerfile": "offload.images",
-    "from_dict": "offload.serialization",
-    "from_json": "offload.serialization",
-    "image_tag": "offload.images",
-    "make_plugin_manager": "offload.plugins",
-    "run_workflow": "offload.session",
-    "structure_strict": "offload.config",
-    "to_dict": "offload.serialization",
-    "to_json": "offload.serialization",
+    "Backend": "offload.executor.backend",
+    "BackendContext": "offload.executor.backend",
+    "BackendError": "offload.executor.errors",
+    "ConfigError": "offload.executor.errors",
+    "Executor": "offload.executor.executor",
+    "Handle": "offload.executor.models",
+    "Health": "offload.executor.models",
+    "ImageSpec": "offload.executor.models",
+    "NoConfig": "offload.executor.backend",
+    "OffloadError": "offload.executor.errors",
+    "Problem": "offload.executor.models",
+    "Resources": "offload.executor.models",
+    "Result": "offload.executor.models",
+    "RunOutcome": "offload.workflow.session",
+    "Selection": "offload.executor.selection",
+    "Status": "offload.executor.models",
+    "SystemConfig": "offload.executor.config",
+    "TaskNotFound": "offload.executor.errors",
+    "TaskRequest": "offload.executor.models",
+    "TaskState": "offload.executor.models",
+    "UsageError": "offload.executor.errors",
+    "hookimpl": "offload.executor.hookspecs",
+    "hookspec": "offload.executor.hookspecs",
+    "default_dockerfile": "offload.executor.images",
+    "from_dict": "offload.executor.serialization",
+    "from_json": "offload.executor.serialization",
+    "image_tag": "offload.executor.images",
+    "make_plugin_manager": "offload.executor.plugins",
+    "run_workflow": "offload.workflow.session",
+    "structure_strict": "offload.executor.config",
+    "to_dict": "offload.executor.serialization",
+    "to_json": "offload.executor.serialization",
 }
 
 

@@ -32,8 +32,8 @@ from typing import Any
 import pytest
 
 from offload import from_json, to_json
-from offload.api import Executor
-from offload.models import Handle, Result, TaskRequest, TaskState
+from offload.executor.executor import Executor
+from offload.executor.models import Handle, Result, TaskRequest, TaskState
 
 #: How long the contract waits for a task before calling it stuck (not a timing claim).
 WAIT_LIMIT = 120.0

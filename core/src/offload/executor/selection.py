@@ -1,0 +1,192 @@
+"""Choosing the backend of a task, and saying why every other one was skipped.
+
+With ``type: auto`` the first usable backend of ``order`` (default ``ecs, docker, local``,
+Digdag's) runs the task. A backend is skipped only when it is *not configured* for
+the task (or not installed); a wrong configuration stops the run instead of silently
+falling back (Digdag issue #1749 ran a failing ECS task in Docker).
+
+Each backend considered parses the task's sections it owns (its task keys) once; the
+chosen backend's parse travels with the :class:`Selection` to ``submit`` and ``adopt``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from offload.executor.backend import Backend, BackendContext
+from offload.executor.config import INSTALL_HINTS, SystemConfig
+from offload.executor.errors import ConfigError
+from offload.executor.models import Problem, TaskRequest
+from offload.executor.plugins import OffloadPluginManager
+
+
+@attrs.frozen
+class Attempt:
+    """One backend considered for a task, and why it was or was not chosen."""
+
+    backend: str
+    chosen: bool
+    reasons: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Selection:
+    """The chosen backend (``None`` when none is usable) and every attempt, in order.
+
+    ``settings`` is the chosen backend's parse of the task's sections; it reaches the
+    backend as ``request.settings``.
+    """
+
+    backend: str | None
+    attempts: tuple[Attempt, ...]
+    fatal: tuple[Problem, ...] = ()
+    settings: Any = attrs.field(default=None, eq=False)
+    task_id: str = ""
+
+    def why_none(self) -> str:
+        """The one message for a task no backend can run, with each backend's reason."""
+        reasons = "; ".join(f"{a.backend}: {', '.join(a.reasons)}" for a in self.attempts)
+        return f"no backend can run this task ({reasons})"
+
+    def check(self) -> str:
+        """The chosen backend's name; raises :class:`ConfigError` when there is none."""
+        if self.fatal:
+            raise ConfigError(self.fatal)
+        if self.backend is None:
+            raise ConfigError([Problem(f"task {self.task_id}" if self.task_id else "", self.why_none(), fatal=True)])
+        return self.backend
+
+
+def install_hint(name: str) -> str:
+    dist = INSTALL_HINTS.get(name)
+    return f"not installed (pip install {dist})" if dist else "not installed"
+
+
+class BackendSet:
+    """The instantiated backends of one run, built from the system config.
+
+    Backend sections are parsed by each backend's ``parse_config``; a section for a
+    backend nobody knows is an error (a misspelt name), one for a known backend that
+    is not installed is remembered for ``explain``.
+    """
+
+    def __init__(self, pm: OffloadPluginManager, system: SystemConfig) -> None:
+        self.pm = pm
+        self.system = system
+        self.instances: dict[str, Backend] = {}
+        self.configs: dict[str, Any] = {}
+        problems: list[Problem] = []
+        registry = pm.backends
+        known = ", ".join(sorted(set(registry.names()) | set(INSTALL_HINTS)))
+        for name in system.sections:
+            if name not in registry and name not in INSTALL_HINTS:
+                problems.append(Problem(system.where(name), f"unknown backend (known: {known})", fatal=True))
+        wanted = [system.type] if system.type != "auto" else list(system.order)
+        for name in wanted:
+            if name not in registry and name not in INSTALL_HINTS:
+                key = "type" if system.type != "auto" else "order"
+                problems.append(Problem(system.where(key), f"unknown backend {name!r} (known: {known})", fatal=True))
+        for name in registry.names():
+            cls = registry.get(name)
+            assert cls is not None
+            section = system.sections.get(name)
+            if section is None:
+                section = {}
+            if not isinstance(section, Mapping):
+                problems.append(Problem(system.where(name), "must be a mapping", fatal=True))
+                continue
+            config, errors = cls.parse_config(section, system.where(name))
+            problems.extend(errors)
+            if config is not None:
+                self.configs[name] = config
+        if problems:
+            raise ConfigError(problems)
+        self.context = BackendContext(hook=pm.hook)
+        #: task keys of every registered backend, and of every backend offload has install hints for
+        self.task_keys = frozenset(k for n in registry.names() for k in self._class(n).owned_keys()) | frozenset(INSTALL_HINTS)
+
+    def _class(self, name: str) -> type[Backend]:
+        cls = self.pm.backends.get(name)
+        if cls is None:
+            raise ConfigError([Problem(self.system.where("type"), f"backend {name!r} is {self.unavailable(name)}", fatal=True)])
+        return cls
+
+    def get(self, name: str) -> Backend:
+        """The run's instance of backend ``name``, made on first use."""
+        if name not in self.instances:
+            self.instances[name] = self._class(name)(self.configs.get(name), self.context)
+        return self.instances[name]
+
+    def names(self) -> list[str]:
+        """The registered backends' names."""
+        return self.pm.backends.names()
+
+    def unavailable(self, name: str) -> str:
+        """Why backend ``name`` is not there: disabled, or not installed and how to install it."""
+        if name in self.pm.disabled:
+            return "disabled by OFFLOAD_DISABLE_PLUGINS"
+        return install_hint(name)
+
+    def settings_of(self, name: str, task: TaskRequest) -> tuple[Any, list[Problem]]:
+        """Backend ``name``'s parse of the task's sections it owns."""
+        backend = self.get(name)
+        sections = {k: task.executor_config[k] for k in backend.owned_keys() if task.executor_config.get(k) is not None}
+        return backend.parse_task_config(sections, f"task {task.task_id}")
+
+    def consider(self, name: str, task: TaskRequest) -> tuple[Any, list[Problem]]:
+        """Backend ``name``'s settings for ``task`` and every problem it and the plugins find."""
+        settings, problems = self.settings_of(name, task)
+        if not any(p.fatal or not p.warning for p in problems):
+            backend = self.get(name)
+            found = self.pm.hook.offload_validate_config(backend=backend, config=backend.config, task=attrs.evolve(task, settings=settings))
+            problems += [p for group in found if group for p in group]
+        return settings, problems
+
+    def select(self, task: TaskRequest) -> Selection:
+        """The backend for ``task``, with the reason each other backend was skipped."""
+        forced = self.system.type != "auto"
+        order = [self.system.type] if forced else list(self.system.order)
+        attempts: list[Attempt] = []
+        for name in order:
+            if name not in self.pm.backends:
+                attempts.append(Attempt(name, False, (self.unavailable(name),)))
+                continue
+            settings, problems = self.consider(name, task)
+            warnings = tuple(f"warning: {p}" for p in problems if p.warning and not p.fatal)
+            problems = [p for p in problems if p.fatal or not p.warning]
+            fatal = tuple(p for p in problems if p.fatal)
+            if fatal:
+                attempts.append(Attempt(name, False, tuple(str(p) for p in fatal)))
+                return Selection(None, tuple(attempts), fatal, task_id=task.task_id)
+            if problems:
+                attempts.append(Attempt(name, False, tuple(str(p) for p in problems)))
+                continue
+            ignored = [] if forced else self._ignored_sections(name, task)
+            if ignored:
+                attempts.append(Attempt(name, False, tuple(str(p) for p in ignored)))
+                return Selection(None, tuple(attempts), tuple(ignored), task_id=task.task_id)
+            why = "forced by command_executor.type" if forced else "configured for this task"
+            attempts.append(Attempt(name, True, (why, *warnings)))
+            return Selection(name, tuple(attempts), settings=settings, task_id=task.task_id)
+        return Selection(None, tuple(attempts), task_id=task.task_id)
+
+    def _ignored_sections(self, chosen: str, task: TaskRequest) -> list[Problem]:
+        """Sections of a backend that is not here, which the chosen one would ignore.
+
+        A task that says ``kubernetes:`` is not run somewhere else silently because
+        offload-kubernetes is missing: the run stops and says what to install.
+        """
+        reads = self.get(chosen).owned_keys()
+        problems = []
+        for key in sorted(task.executor_config):
+            if key in INSTALL_HINTS and key not in self.pm.backends and key not in reads and task.executor_config[key] is not None:
+                message = f"set for this task, but the {key} backend is {self.unavailable(key)}; {chosen} would ignore it"
+                problems.append(Problem(f"task {task.task_id}: {key}", message, fatal=True))
+        return problems
+
+    def close(self) -> None:
+        for backend in self.instances.values():
+            backend.close()

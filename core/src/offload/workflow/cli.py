@@ -1,0 +1,253 @@
+"""The ``offload`` command.
+
+Exit status: 0 success, 1 a task failed (or a backend is unhealthy), 2 a usage or
+config error (nothing launched), 130 interrupted. Imports are deferred so that
+``offload --version`` costs little more than starting Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from offload import __version__ as VERSION
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="offload", description="Run workflow tasks locally, in Docker or on AWS ECS, chosen by configuration.")
+    parser.add_argument("--version", action="version", version=f"offload {VERSION}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def config_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-c",
+            "--config",
+            metavar="FILE",
+            help="system config (offload.yml or Digdag .properties); default $OFFLOAD_CONFIG, else offload.yml beside the workflow",
+        )
+
+    run = sub.add_parser("run", help="run a workflow file (resumes an interrupted or failed run)")
+    run.add_argument("workflow", metavar="FLOW", help="the .dig workflow file")
+    config_option(run)
+    run.add_argument("--rerun", action="store_true", help="start a new run instead of resuming the last unfinished one")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="set a param (repeatable)")
+    run.add_argument("--session-time", metavar="ISO8601", help="the session time (default: now)")
+    run.add_argument("--wait", action="store_true", help="if another offload run drives this workflow, wait for it to end instead of failing")
+
+    explain = sub.add_parser("explain", help="show, per task, the backend chosen and why the others were skipped")
+    explain.add_argument("workflow", metavar="FLOW")
+    config_option(explain)
+    explain.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+
+    check = sub.add_parser("check", help="check the health of the installed backends")
+    check.add_argument("backend", nargs="?", help="only this backend")
+    config_option(check)
+
+    sub.add_parser("plugins", help="list installed plugins (and ./offload_plugins.py), their distributions, versions and hooks")
+
+    secrets = sub.add_parser("secrets", help="set, list or delete the local secrets that ${secret:name} refers to")
+    secrets_sub = secrets.add_subparsers(dest="action", metavar="ACTION", required=True)
+    secret_set = secrets_sub.add_parser("set", help="set a secret; the value is read from standard input (or --from-file), never the command line")
+    secret_set.add_argument("name")
+    secret_set.add_argument("--from-file", metavar="PATH", help="read the value from this file (its content as it is)")
+    secrets_sub.add_parser("list", help="list the names of the secrets (never their values)")
+    secret_delete = secrets_sub.add_parser("delete", help="delete a secret")
+    secret_delete.add_argument("name")
+
+    gc = sub.add_parser("gc", help="remove what offload left behind (containers, ...) that no journal tracks")
+    gc.add_argument("project", nargs="?", default=".", help="the project whose journal tracks tasks (default: .)")
+    gc.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    config_option(gc)
+    return parser
+
+
+def _params(pairs: Sequence[str]) -> dict[str, Any]:
+    from offload.executor.errors import UsageError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"-p {pair!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _executor(config_path: str | None, workflow_path: str | None) -> Any:
+    """The executor for a command: installed plugins, plus the project's ``offload_plugins.py``
+    (beside the workflow, or in the current directory)."""
+    import os
+
+    from offload.executor.config import load_system_config
+    from offload.executor.executor import Executor
+    from offload.executor.plugins import make_plugin_manager
+
+    project_dir = os.path.dirname(os.path.abspath(workflow_path)) if workflow_path else os.getcwd()
+    executor = Executor(load_system_config(config_path, workflow_path), make_plugin_manager(project_dir=project_dir))
+    for error in executor.pm.load_errors:
+        print(f"offload: warning: {error}", file=sys.stderr)
+    return executor
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from offload.executor.models import TaskState
+    from offload.workflow.report import Console, summary_table
+    from offload.workflow.session import run_workflow
+
+    console = Console()
+    executor = _executor(args.config, args.workflow)
+    with executor:
+        outcome = run_workflow(
+            args.workflow,
+            executor,
+            params=_params(args.param),
+            rerun=args.rerun,
+            session_time=args.session_time,
+            wait=args.wait,
+            on_log=console.log,
+            on_event=console.event,
+        )
+    print(summary_table(outcome.root), flush=True)
+    console.event("run", f"{outcome.state.value}: run {outcome.run_id}")
+    if outcome.state is TaskState.CANCELLED:
+        return 130
+    return 0 if outcome.state is TaskState.SUCCEEDED else 1
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from offload.workflow.parser import load_workflow
+    from offload.workflow.plan import explain_lines
+    from offload.workflow.session import session_params_for
+
+    workflow = load_workflow(args.workflow)
+    executor = _executor(args.config, args.workflow)
+    session = session_params_for(workflow, _params(args.param), None, "explain")
+    for line in explain_lines(workflow, executor, session):
+        print(line)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from offload.executor.errors import UsageError
+    from offload.executor.selection import install_hint
+
+    executor = _executor(args.config, None)
+    names = executor.backends.names()
+    if args.backend:
+        if args.backend not in names:
+            raise UsageError(f"backend {args.backend!r} is {install_hint(args.backend)}; installed: {', '.join(names) or 'none'}")
+        names = [args.backend]
+    healthy = True
+    for name in names:
+        health = executor.check(name)
+        healthy = healthy and health.ok
+        print(f"{'ok  ' if health.ok else 'FAIL'} {health.summary}")
+        for detail in health.details:
+            print(f"     {detail}")
+    return 0 if healthy else 1
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    import os
+
+    from offload.executor.plugins import make_plugin_manager
+
+    pm = make_plugin_manager(project_dir=os.getcwd())
+    for info in pm.plugin_infos():
+        dist = " ".join(p for p in (info.distribution, info.version) if p) or "(not from a distribution)"
+        print(f"{info.name}: {dist}")
+        if info.backends:
+            print(f"    backends: {', '.join(info.backends)}")
+        print(f"    hooks: {', '.join(info.hooks) or '-'}")
+    for error in pm.load_errors:
+        print(f"{error.name}: FAILED to load ({error.distribution}): {error.error}")
+    return 1 if pm.load_errors else 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    import os
+
+    from offload.workflow.journal import Journal
+
+    executor = _executor(args.config, None)
+    tracked = []
+    if os.path.isdir(os.path.join(args.project, ".offload")):
+        journal = Journal(args.project)
+        tracked = journal.tracked_handles()
+        journal.close()
+    for name in executor.backends.names():
+        for line in executor.collect_garbage(name, tracked, dry_run=args.dry_run, project_dir=os.path.abspath(args.project)):
+            print(f"{name}: {'would remove' if args.dry_run else 'removed'} {line}")
+    return 0
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    from offload.executor.errors import UsageError
+    from offload.workflow.secrets import SecretStore, check_name
+
+    store = SecretStore()
+    if args.action == "list":
+        for name in store.names():
+            print(name)
+        return 0
+    check_name(args.name)
+    if args.action == "delete":
+        if not store.delete(args.name):
+            raise UsageError(f"no secret named {args.name!r} in {store.path}")
+        print(f"deleted secret {args.name}", file=sys.stderr)
+        return 0
+    if args.from_file:
+        try:
+            with open(args.from_file, encoding="utf-8") as f:
+                value = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"--from-file {args.from_file}: cannot read it ({e})") from None
+    elif sys.stdin.isatty():
+        import getpass
+
+        value = getpass.getpass(f"value of secret {args.name}: ")
+    else:
+        value = sys.stdin.read()
+        value = value[:-1] if value.endswith("\n") else value
+    if not value:
+        raise UsageError(f"secret {args.name}: the value is empty")
+    store.set(args.name, value)
+    print(f"set secret {args.name} in {store.path}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "explain": cmd_explain, "check": cmd_check, "plugins": cmd_plugins, "gc": cmd_gc, "secrets": cmd_secrets}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from offload.executor.errors import ConfigError, OffloadError
+
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"offload: error: {problem}", file=sys.stderr)
+        return 2
+    except OffloadError as e:
+        print(f"offload: error: {e}", file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:
+        import os
+
+        if os.environ.get("OFFLOAD_DEBUG"):
+            raise
+        print(f"offload: error: unexpected {type(e).__name__}: {e} (set OFFLOAD_DEBUG=1 to see where)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""What a workflow will do, worked out before anything runs.
+
+Params of a task are assembled in layers, each substituted against the layers before
+it: the session's built-ins, the ``_export`` of every ancestor (root first), params
+exported by earlier tasks of the same group, params stored by earlier tasks, then the
+task's own keys. The static check finds, before launching anything, every problem a
+run would hit: a bad ``${...}``, an unknown param that no earlier task could have
+stored, a backend config that is wrong for a task, a task no backend can run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from offload.executor.errors import ConfigError
+from offload.executor.models import Problem, TaskRequest
+
+if TYPE_CHECKING:
+    from offload.executor.executor import Executor
+from offload.executor.selection import Selection
+from offload.workflow.operators import executor_config, run_settings
+from offload.workflow.params import BUILTIN_NAMES, UnknownParam, check_expressions, references, substitute
+from offload.workflow.parser import Task, Workflow
+from offload.workflow.secrets import REFERENCE as SECRET_REFERENCE
+from offload.workflow.secrets import SecretStore, missing_message, secret_names
+
+
+class Verbatim(dict[str, Any]):
+    """A layer of params that tasks produced: data, merged as it is, never evaluated."""
+
+
+def layered_params(layers: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Merge ``layers`` in order, substituting each against the params before it
+    (except :class:`Verbatim` layers: a task's output is not a template)."""
+    params: dict[str, Any] = {}
+    for layer in layers:
+        params.update(layer if isinstance(layer, Verbatim) else substitute(dict(layer), params))
+    return params
+
+
+def ancestors(root: Task, target: Task) -> list[Task]:
+    """The tasks from ``root`` down to ``target`` (both included), or ``[]`` if not under it."""
+    if root is target:
+        return [root]
+    for child in (*root.children, *((root.error,) if root.error else ())):
+        path = ancestors(child, target)
+        if path:
+            return [root, *path]
+    return []
+
+
+@attrs.frozen
+class TaskPlan:
+    task: Task
+    selection: Selection | None
+    note: str = ""
+
+
+def _static_names(chain: list[Task]) -> set[str]:
+    names = set(BUILTIN_NAMES)
+    for task in chain:
+        names.update(task.export)
+        if task.name.endswith("^error") or "^error" in task.name:
+            names.add("error")
+    names.update(chain[-1].params)
+    return names
+
+
+def dry_request(task: Task, params: Mapping[str, Any], project_dir: str, executor: Executor) -> TaskRequest:
+    """A request with what chooses the task's backend (its executor config, timeout and
+    resources, as plugins' ``offload_validate_config`` see them); :class:`ConfigError`
+    when its timeout or resources are wrong."""
+    timeout, resources = run_settings(task.name, params)
+    return TaskRequest(
+        task_id=task.name,
+        argv=("true",),
+        project_dir=project_dir,
+        executor_config=executor_config(params, executor.task_keys),
+        timeout=timeout,
+        resources=resources,
+    )
+
+
+def _env_problems(source: str, task: Task, secrets: SecretStore) -> list[Problem]:
+    """Problems of a task's ``_env``: bad expressions, and secrets that are not set."""
+    problems = []
+    for key, value in task.env.items():
+        where = f"{source}: {task.name}: _env.{key}"
+        problems += [Problem(where, message, fatal=True) for message in check_expressions(SECRET_REFERENCE.sub("", value))]
+        problems += [Problem(where, missing_message(name), fatal=True) for name in secret_names(value) if secrets.get(name) is None]
+    return problems
+
+
+def check_workflow(workflow: Workflow, executor: Executor, session: Mapping[str, Any], secrets: SecretStore | None = None) -> list[TaskPlan]:
+    """Every operator task's plan; raises :class:`ConfigError` with every problem found."""
+    secrets = secrets or SecretStore()
+    source = workflow.path.rsplit("/", 1)[-1]
+    problems: list[Problem] = []
+    plans: list[TaskPlan] = []
+    earlier_operator = False
+    for task in workflow.root.walk():
+        chain = ancestors(workflow.root, task)
+        for message in check_expressions(task.export):
+            problems.append(Problem(f"{source}: {task.name}: _export", message, fatal=True))
+        problems += _env_problems(source, task, secrets)
+        if task.is_group:
+            continue
+        for key, value in (("command", task.command), *task.params.items(), *(("_env." + k, v) for k, v in task.env.items())):
+            label = task.operator if key == "command" else key
+            if not key.startswith("_env."):
+                problems += [Problem(f"{source}: {task.name}: {label}", message, fatal=True) for message in check_expressions(value)]
+            if not earlier_operator:
+                known = _static_names(chain)
+                for name in references(value):
+                    if name not in known:
+                        problems.append(Problem(f"{source}: {task.name}: {label}", f"${{{name}}}: unknown param {name!r}", fatal=True))
+        earlier_operator = True
+        layers = [session, *(t.export for t in chain), {"task_name": task.name}, task.params]
+        try:
+            params = layered_params(layers)
+        except UnknownParam:
+            plans.append(TaskPlan(task, None, "backend chosen at run time: its config uses params stored by earlier tasks"))
+            continue
+        try:
+            request = dry_request(task, params, workflow.project_dir, executor)
+        except ConfigError as e:
+            problems += [Problem(f"{source}: {p.where}", p.message, fatal=True) for p in e.problems]
+            continue
+        selection = executor.select(request)
+        for p in selection.fatal:
+            where = p.where.removeprefix(f"task {task.name}").removeprefix(": ")
+            problems.append(Problem(f"{source}: {task.name}" + (f": {where}" if where else ""), p.message, fatal=True))
+        if selection.backend is None and not selection.fatal:
+            problems.append(Problem(f"{source}: {task.name}", selection.why_none(), fatal=True))
+        plans.append(TaskPlan(task, selection))
+    if problems:
+        raise ConfigError(problems)
+    return plans
+
+
+def explain_lines(workflow: Workflow, executor: Executor, session: Mapping[str, Any], secrets: SecretStore | None = None) -> list[str]:
+    """``offload explain``: per task, the chosen backend and why the others were skipped."""
+    lines = []
+    system = executor.system
+    order = system.type if system.type != "auto" else " -> ".join(system.order)
+    lines.append(f"workflow {workflow.name} ({workflow.path}); config {system.source}; backends: {order}")
+    for plan in check_workflow(workflow, executor, session, secrets):
+        if plan.selection is None:
+            lines.append(f"{plan.task.name}: {plan.note}")
+            continue
+        lines.append(f"{plan.task.name}: runs on {plan.selection.backend}")
+        for attempt in plan.selection.attempts:
+            mark = "chosen" if attempt.chosen else "skipped"
+            lines.append(f"    {attempt.backend:<8} {mark}: {'; '.join(attempt.reasons)}")
+    return lines

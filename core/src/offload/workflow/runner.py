@@ -1,0 +1,338 @@
+"""Running a workflow: one poll loop drives every running task of the run.
+
+Each task of the workflow is a :class:`Node` with a state. ``advance`` walks the tree
+and starts what may start (children in order, or all at once under ``_parallel``);
+one batched poll per backend then brings statuses and log lines for every running
+task; finished tasks are collected, journaled, retried (``_retry``) or handed to their
+``_error`` tasks. The journal makes the run resumable after the driver is killed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from offload.executor.executor import Executor
+from offload.executor.models import Handle, Result, TaskState
+from offload.executor.polling import AdaptiveInterval
+from offload.workflow.interrupts import Interrupted, Interrupts
+from offload.workflow.journal import Journal
+from offload.workflow.nodes import Node, build_tree, describe
+from offload.workflow.operators import RequestContext, build_request
+from offload.workflow.params import references, substitute
+from offload.workflow.parser import Workflow
+from offload.workflow.plan import Verbatim, layered_params
+from offload.workflow.secrets import Masker, SecretStore, resolve, secret_names
+from offload.workflow.shellparams import render_script
+from offload.workflow.taskkeys import task_key
+
+#: Seconds a cancelled task gets to stop before it is killed.
+CANCEL_GRACE = 10.0
+#: Seconds after the grace period that the run waits for backends to confirm tasks stopped.
+CONFIRM_LIMIT = 30.0
+
+
+class Run:
+    """One run of a workflow, new or resumed from the journal."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        executor: Executor,
+        journal: Journal,
+        run_id: str,
+        session: dict[str, Any],
+        on_log: Callable[[str, str], None],
+        on_event: Callable[[str, str], None],
+        secrets: SecretStore | None = None,
+    ) -> None:
+        self.workflow, self.executor, self.journal, self.run_id = workflow, executor, journal, run_id
+        self.session = session
+        self.secrets = secrets or SecretStore()
+        #: every secret the workflow uses is masked from the start (a re-attached task logs too)
+        self.masker = Masker()
+        self.masker.add(v for t in workflow.root.walk() for e in t.env.values() for n in secret_names(e) if (v := self.secrets.get(n)) is not None)
+        self.on_log: Callable[[str, str], None] = lambda task, line: on_log(task, self.masker.text(line))
+        self.on_event: Callable[[str, str], None] = lambda task, message: on_event(task, self.masker.text(message))
+        self.root = build_tree(workflow.root)
+        #: the latest journaled attempt of each task, from before this process started
+        self.records = {}
+        for (name, _attempt), record in sorted(journal.tasks(run_id).items(), key=lambda item: item[0][1]):
+            self.records[name] = record
+        self.stored: dict[str, Any] = {}
+        self.running: dict[Node, Handle] = {}
+        self.parents: dict[Node, Node] = {}
+        self._index_parents(self.root)
+        self.cancelling = False
+        self.interrupts = Interrupts()
+        self.give_up_at = float("inf")
+        self.interval = AdaptiveInterval()
+        self.poll_failures = 0
+
+    def _index_parents(self, node: Node) -> None:
+        for child in node.children:
+            self.parents[child] = node
+            self._index_parents(child)
+        if node.error_node is not None:
+            self.parents[node.error_node] = node
+            self._index_parents(node.error_node)
+
+    # -- the loop ---------------------------------------------------------------
+    def execute(self) -> TaskState:
+        """Run until every task finished or the run was cancelled; returns the run's state."""
+        with self.interrupts:
+            while True:
+                if self.interrupts.pending:
+                    self._cancel_running()
+                if not self.cancelling:
+                    self.advance(self.root)
+                if self.root.finished or (self.cancelling and not self.running):
+                    break
+                if self.cancelling and time.monotonic() > self.give_up_at:
+                    self._give_up()
+                    break
+                if self.running:
+                    self.poll_once()
+                    self.wait()
+        if self.cancelling:
+            return TaskState.CANCELLED
+        return self.root.state
+
+    def _cancel_running(self) -> None:
+        """Ask every running task to stop, all at once: the first signal with a grace
+        period, the second at once; after the third the run stops waiting for them."""
+        signals = self.interrupts.take()
+        self.cancelling = True
+        if signals >= 3:
+            self.give_up_at = time.monotonic()
+            return
+        force = signals > 1
+        grace = 0 if force else CANCEL_GRACE
+        how = "killing running tasks (interrupt again to stop waiting for them)" if force else "cancelling running tasks (interrupt again to kill them at once)"
+        self.on_event("run", f"interrupted: {how}")
+        self.give_up_at = time.monotonic() + grace + CONFIRM_LIMIT
+        for node, handle in list(self.running.items()):
+            try:
+                self.executor.cancel(handle, grace=grace)
+            except Exception as e:  # noqa: BLE001 - the others are still cancelled
+                self.on_event(node.task.name, f"cancel failed: {describe(e)}")
+
+    def _give_up(self) -> None:
+        names = ", ".join(sorted(n.task.name for n in self.running))
+        self.on_event(
+            "run",
+            f"stopped waiting for {len(self.running)} task(s) that have not confirmed they stopped ({names}); "
+            "they may still run: run the workflow again to re-attach and collect them",
+        )
+
+    def wait(self) -> None:
+        handles = list(self.running.values())
+        try:
+            with self.interrupts.interruptible():
+                self.executor.wait_any(handles, self.interval.next())
+        except Interrupted:
+            pass
+
+    def poll_once(self) -> None:
+        nodes = list(self.running)
+        statuses = None
+        try:
+            with self.interrupts.interruptible():
+                statuses = self.executor.poll([self.running[n] for n in nodes])
+        except Interrupted:
+            if statuses is None:
+                return  # cut short while looking: nothing was learnt, nothing is lost
+        except Exception as e:  # noqa: BLE001 - a backend that cannot answer now may answer later
+            self.poll_failures += 1
+            if self.poll_failures in (1, 10) or self.poll_failures % 100 == 0:
+                self.on_event("run", f"polling failed ({type(e).__name__}: {e}); retrying (interrupt to cancel the run)")
+            return
+        self.poll_failures = 0
+        moved = [(n, s.handle) for n, s in zip(nodes, statuses, strict=True) if s.handle is not None and s.handle != self.running[n]]
+        if moved:
+            with self.journal.batch():
+                for node, handle in moved:
+                    self.running[node] = handle
+                    self.journal.update_handle(self.run_id, node.task.name, node.attempt, handle)
+        for node, status in zip(nodes, statuses, strict=True):
+            for line in status.logs:
+                self.on_log(node.task.name, line)
+            if status.logs:
+                self.interval.changed()
+            if status.state.finished:
+                self.interval.changed()
+                self._collect(node)
+
+    def _collect(self, node: Node) -> None:
+        handle = self.running.pop(node)
+        try:
+            result = self.executor.collect(handle)
+        except Exception as e:  # noqa: BLE001 - the task fails with the reason; the run goes on
+            result = Result(state=TaskState.FAILED, error=f"cannot collect the result: {describe(e)}", finished_at=time.time())
+        result = self.masker.result(result)
+        self.journal.finished(self.run_id, node.task.name, node.attempt, handle.task_id, handle.backend, result)
+        self.executor.finished(node.task.name, handle, result)
+        node.handle, node.result = handle, result
+        self.finish(node, result.state, result)
+
+    # -- walking the tree --------------------------------------------------------
+    def advance(self, node: Node) -> None:
+        if node.finished:
+            return
+        if node.error_node is not None:
+            self.advance(node.error_node)
+            if node.error_node.finished:
+                node.state = TaskState.FAILED
+            return
+        if not node.task.children:
+            if node.state is TaskState.PENDING:
+                self.start(node)
+            return
+        if node.task.parallel:
+            for child in node.children:
+                self.advance(child)
+            if all(c.finished for c in node.children):
+                self.finish(node, TaskState.FAILED if any(c.state is not TaskState.SUCCEEDED for c in node.children) else TaskState.SUCCEEDED)
+            return
+        for child in node.children:
+            self.advance(child)
+            if not child.finished:
+                return
+            if child.state is not TaskState.SUCCEEDED:
+                self.finish(node, TaskState.FAILED)
+                return
+        self.finish(node, TaskState.SUCCEEDED)
+
+    def finish(self, node: Node, outcome: TaskState, result: Result | None = None, quiet: bool = False) -> None:
+        """Record the outcome of a task: retry it, hand it to ``_error``, or settle it."""
+        node.tries += 1
+        if outcome is TaskState.SUCCEEDED:
+            node.state = TaskState.SUCCEEDED
+            if result is not None:
+                self.stored.update(result.store_params)
+                parent = self.parents.get(node)
+                if parent is not None:
+                    parent.exports.update(result.export_params)
+            if not node.task.children and not quiet:
+                self.on_event(node.task.name, "succeeded")
+            return
+        if outcome is TaskState.CANCELLED or self.cancelling:
+            node.state = TaskState.CANCELLED
+            return
+        message = (result.error if result else None) or "a child task failed"
+        if node.tries <= node.task.retry:
+            self.on_event(node.task.name, f"failed ({message}); retry {node.tries} of {node.task.retry}")
+            tries = node.tries
+            node.reset()
+            node.tries = tries
+            return
+        if node.task.error is not None and node.error_node is None:
+            self.on_event(node.task.name, f"failed ({message}); running its _error tasks")
+            node.error_node = build_tree(node.task.error)
+            node.error_info = {"message": message, "task_name": node.task.name}
+            self._index_parents(node)
+            self.advance(node.error_node)
+            return
+        node.state = TaskState.FAILED
+        if not node.task.children:
+            self.on_event(node.task.name, f"failed: {message}")
+
+    def params_for(self, node: Node) -> dict[str, Any]:
+        chain_nodes = self._node_chain(node)
+        layers: list[dict[str, Any]] = [self.session]
+        for n in chain_nodes:
+            layers.append(n.task.export)
+            if n is not node:
+                layers.append(Verbatim(n.exports))
+            if n.error_info is not None and n is not node:
+                layers.append(Verbatim({"error": n.error_info}))
+        layers += [Verbatim(self.stored), {"task_name": node.task.name}, node.task.params]
+        return layered_params(layers)
+
+    def _names_from_tasks(self, node: Node) -> set[str]:
+        """Params of ``node`` whose values tasks produced (see :mod:`offload.workflow.shellparams`)."""
+        names = {"error", *self.stored}
+        for n in self._node_chain(node)[:-1]:
+            names.update(n.exports)
+        carrying = {k for k, v in node.task.params.items() if not names.isdisjoint(references(v))}
+        return (names - set(node.task.params)) | carrying
+
+    def _node_chain(self, node: Node) -> list[Node]:
+        chain = [node]
+        while chain[-1] in self.parents:
+            chain.append(self.parents[chain[-1]])
+        return list(reversed(chain))
+
+    def env_for(self, node: Node, params: dict[str, Any]) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for n in self._node_chain(node):
+            env.update(n.task.env)
+        out = {}
+        for key, value in env.items():
+            out[key], used = resolve(value, self.secrets, lambda text: str(substitute(text, params)))
+            self.masker.add(used)
+        return out
+
+    def start(self, node: Node) -> None:
+        """Start an operator task: from the journal when it already ran, else submit it."""
+        name = node.task.name
+        record = self.records.get(name) if node.reuse_journal else None
+        node.reuse_journal = False
+        if record is not None:
+            if record.state is TaskState.SUCCEEDED and record.result is not None:
+                node.attempt, node.result, node.backend = record.attempt, record.result, record.backend
+                self.on_event(name, f"skipped: succeeded in an earlier attempt of run {self.run_id}")
+                self.finish(node, TaskState.SUCCEEDED, record.result, quiet=True)
+                return
+            if record.state is TaskState.RUNNING and record.handle is not None:
+                node.attempt, node.backend = record.attempt, record.backend
+                self.running[node] = record.handle
+                node.state = TaskState.RUNNING
+                self.on_event(name, f"re-attached to the running task on {record.backend}")
+                return
+            if record.state is TaskState.SUBMITTING:
+                # The driver died while submitting: same attempt, so the backend can adopt it.
+                node.attempt = record.attempt
+                self._submit(node, adopt=True)
+                return
+        previous = self.records.get(name)
+        node.attempt = max(node.attempt, previous.attempt if previous else 0) + 1
+        self._submit(node, adopt=False)
+
+    def _submit(self, node: Node, adopt: bool) -> None:
+        name = node.task.name
+        key = task_key(name)
+        task_id = f"{self.run_id}.{key}.{node.attempt}"
+        ctx = RequestContext(
+            task_id=task_id,
+            task_name=name,
+            project_dir=self.workflow.project_dir,
+            io_dir=f".offload/io/{self.run_id}/{key}.{node.attempt}",
+            labels={"offload.run-id": self.run_id, "offload.task-id": task_id, "offload.task-name": name},
+        )
+        try:
+            params = self.params_for(node)
+            env = self.env_for(node, params)
+            if node.task.operator == "sh>":
+                command, carried = render_script(str(node.task.command), params, self._names_from_tasks(node))
+                env.update(carried)
+            else:
+                command = layered_params([Verbatim(params), {"__command": node.task.command}])["__command"]
+            request = build_request(str(node.task.operator), command, params, env, ctx, self.executor.task_keys)
+            selection = self.executor.select(request)
+            backend = selection.check()
+            handle = self.executor.adopt(request, selection) if adopt else None
+            if handle is None:
+                self.journal.submitting(self.run_id, name, node.attempt, task_id, backend)
+                handle = self.executor.submit(request, selection)
+        except Exception as e:  # noqa: BLE001 - the task fails with the reason; the run goes on
+            result = Result(state=TaskState.FAILED, error=self.masker.text(describe(e)), started_at=time.time(), finished_at=time.time())
+            self.journal.finished(self.run_id, name, node.attempt, task_id, None, result)
+            node.result = result
+            self.finish(node, TaskState.FAILED, result)
+            return
+        self.journal.submitted(self.run_id, name, node.attempt, handle)
+        node.backend, node.state = backend, TaskState.RUNNING
+        self.running[node] = handle
+        self.on_event(name, f"started on {backend}")
