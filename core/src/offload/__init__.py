@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from offload.executor.executor import Executor
     from offload.executor.hookspecs import hookimpl, hookspec
     from offload.executor.images import default_dockerfile, image_tag
+    from offload.executor.loglines import LOG_SPLIT_MARKER, MAX_LOG_LINE, utf8_boundary
     from offload.executor.models import Handle, Health, ImageSpec, Problem, Resources, Result, Status, TaskRequest, TaskState
     from offload.executor.plugins import make_plugin_manager
     from offload.executor.selection import Selection
@@ -31,6 +32,8 @@ _EXPORTS = {
     "ConfigError": "offload.executor.errors",
     "Executor": "offload.executor.executor",
     "Handle": "offload.executor.models",
+    "LOG_SPLIT_MARKER": "offload.executor.loglines",
+    "MAX_LOG_LINE": "offload.executor.loglines",
     "Health": "offload.executor.models",
     "ImageSpec": "offload.executor.models",
     "NoConfig": "offload.executor.backend",
@@ -57,6 +60,7 @@ _EXPORTS = {
     "structure_strict": "offload.executor.config",
     "to_dict": "offload.executor.serialization",
     "to_json": "offload.executor.serialization",
+    "utf8_boundary": "offload.executor.loglines",
 }
 
 
@@ -70,6 +74,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "LOG_SPLIT_MARKER",
+    "MAX_LOG_LINE",
     "Backend",
     "BackendContext",
     "BackendError",
@@ -103,4 +109,5 @@ __all__ = [
     "structure_strict",
     "to_dict",
     "to_json",
+    "utf8_boundary",
 ]

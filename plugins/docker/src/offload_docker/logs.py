@@ -25,10 +25,10 @@ from typing import Any
 
 import attrs
 
-#: A line longer than this (bytes) is handed out in pieces; the local backend's limit.
-MAX_LINE = 1 << 20
-#: Ends every piece of a split line but the last; the local backend's words.
-SPLIT_MARKER = " [offload: line over 1 MiB split; continues on the next line]"
+from offload import LOG_SPLIT_MARKER as SPLIT_MARKER
+from offload import MAX_LOG_LINE as MAX_LINE
+from offload import utf8_boundary
+
 #: How far before the cursor a read starts: more than stdout and stderr times cross.
 OVERLAP_NS = 100_000_000
 STDOUT, STDERR = 1, 2
@@ -103,18 +103,6 @@ class LogCursor:
         return cls()
 
 
-def utf8_cut(data: bytes) -> int:
-    """The length of ``data`` without a UTF-8 character cut off at its end."""
-    for back in range(1, min(4, len(data)) + 1):
-        byte = data[-back]
-        if byte < 0x80:
-            return len(data)
-        if byte >= 0xC0:  # a lead byte: is its character complete?
-            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
-            return len(data) if back >= need else len(data) - back
-    return len(data)
-
-
 def _text(data: bytes) -> str:
     text = data.decode("utf-8", errors="replace")
     return text[:-1] if text.endswith("\r") else text
@@ -184,7 +172,7 @@ class Assembler:
     def _piece(self, state: _Stream, at: tuple[int, int]) -> str:
         """The pending frames as one piece of a split line, handed out up to ``at``."""
         data = state.take()
-        cut = utf8_cut(data)
+        cut = utf8_boundary(data)
         state.take(carry=data[cut:])
         self._commit(state, at, data[cut:])
         return _text(data[:cut]) + SPLIT_MARKER
@@ -192,14 +180,14 @@ class Assembler:
     def _oversized(self, state: _Stream, complete: bool, out: list[str]) -> None:
         data = state.take()
         while len(data) > MAX_LINE:
-            cut = utf8_cut(data[:MAX_LINE]) or MAX_LINE
+            cut = utf8_boundary(data[:MAX_LINE]) or MAX_LINE
             out.append(_text(data[:cut]) + SPLIT_MARKER)
             data = data[cut:]
         if complete:
             out.append(_text(data))
             self._commit(state, state.last, b"")
         else:
-            cut = utf8_cut(data)
+            cut = utf8_boundary(data)
             if cut:
                 out.append(_text(data[:cut]) + SPLIT_MARKER)
             state.take(carry=data[cut:])

@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-#: About this many bytes of one task's log are read per poll (one more, to see whether a
-#: line of exactly this length ends there).
-MAX_READ = 1 << 20
+from offload import LOG_SPLIT_MARKER as SPLIT_MARKER
+from offload import MAX_LOG_LINE, utf8_boundary
 
-#: Ends each piece of a line longer than :data:`MAX_READ` but the last one.
-SPLIT_MARKER = " [offload: line over 1 MiB split; continues on the next line]"
+#: About this many bytes of one task's log are read per poll (one more, to see whether a
+#: line of exactly this length ends there): the longest line handed out whole.
+MAX_READ = MAX_LOG_LINE
 
 
 class LogChunk(NamedTuple):
@@ -89,27 +89,3 @@ def _decode(data: bytes) -> tuple[str, ...]:
     if text.endswith("\n"):
         text = text[:-1]
     return tuple(text.split("\n"))
-
-
-def utf8_boundary(data: bytes) -> int:
-    """The length of the longest prefix of ``data`` that does not end inside a UTF-8 character.
-
-    Bytes that are not UTF-8 are cut anywhere (they decode to replacement characters anyway).
-    """
-    n = len(data)
-    for back in range(1, min(4, n) + 1):
-        byte = data[n - back]
-        if byte & 0xC0 == 0x80:
-            continue  # a continuation byte: look further back for the lead byte
-        return n if back >= _sequence_length(byte) else n - back
-    return n
-
-
-def _sequence_length(lead: int) -> int:
-    if 0xC0 <= lead < 0xE0:
-        return 2
-    if 0xE0 <= lead < 0xF0:
-        return 3
-    if 0xF0 <= lead < 0xF8:
-        return 4
-    return 1
