@@ -39,6 +39,10 @@ class Executor:
         self.pm = plugin_manager or make_plugin_manager()
         self.backends = BackendSet(self.pm, config)
 
+    def backend_names(self) -> list[str]:
+        """The installed (registered) backends, by name."""
+        return self.backends.names()
+
     @property
     def task_keys(self) -> frozenset[str]:
         """The task params that hold backend settings (``docker``, ``ecs``, a plugin's own):

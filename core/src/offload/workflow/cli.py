@@ -134,7 +134,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from offload.executor.selection import install_hint
 
     executor = _executor(args.config, None)
-    names = executor.backends.names()
+    names = executor.backend_names()
     if args.backend:
         if args.backend not in names:
             raise UsageError(f"backend {args.backend!r} is {install_hint(args.backend)}; installed: {', '.join(names) or 'none'}")
@@ -177,7 +177,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         journal = Journal(args.project)
         tracked = journal.tracked_handles()
         journal.close()
-    for name in executor.backends.names():
+    for name in executor.backend_names():
         for line in executor.collect_garbage(name, tracked, dry_run=args.dry_run, project_dir=os.path.abspath(args.project)):
             print(f"{name}: {'would remove' if args.dry_run else 'removed'} {line}")
     return 0
