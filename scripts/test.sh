@@ -22,7 +22,7 @@ fi
 py="$venv/bin/python"
 # Every distribution of the workspace, editable, plus what the tests use.
 dists=(-e core -e plugins/local -e examples/offload-nice)
-for d in plugins/docker plugins/ecs; do
+for d in plugins/s3 plugins/gcs plugins/docker plugins/ecs; do
   [ -f "$d/pyproject.toml" ] && dists+=(-e "$d")
 done
 "$py" -m pip install --quiet --disable-pip-version-check "${dists[@]}" -r requirements-test.txt

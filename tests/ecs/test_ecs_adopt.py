@@ -101,7 +101,7 @@ def test_adopt_finds_the_running_task_and_follows_it_like_a_fresh_handle(world: 
         assert resumed.adopt(elsewhere) is None  # same task id, another project: not this task
         adopted = resumed.adopt(request)
         assert adopted is not None
-        same = ("task_arn", "cluster", "region", "container", "log_group", "log_stream", "bucket", "input_key", "output_key", "marker", "timeout")
+        same = ("task_arn", "cluster", "region", "container", "log_group", "log_stream", "input_key", "output_key", "marker", "timeout")
         assert {k: adopted.state[k] for k in same} == {k: handle.state[k] for k in same}
         assert adopted.io_path == handle.io_path and adopted.task_id == handle.task_id
         (status,) = resumed.poll([adopted])

@@ -14,6 +14,9 @@ from offload_ecs.backend import EcsBackend
 from offload_ecs.config import EcsConfig, parse_ecs_config
 from offload_ecs.taskconfig import EcsTaskSettings
 
+#: The core's storages, as an Executor hands them to the ECS backend.
+CONTEXT = offload.BackendContext(storages=offload.Storages(offload.make_plugin_manager().storages))
+
 WHERE = "offload.yml: command_executor.ecs"
 
 
@@ -22,7 +25,7 @@ def section(**cluster: Any) -> dict[str, Any]:
 
 
 def problems(data: dict[str, Any]) -> list[str]:
-    config, found = parse_ecs_config(data, WHERE)
+    config, found = parse_ecs_config(data, WHERE, CONTEXT)
     assert (config is None) == bool(found)
     assert all(p.fatal for p in found)
     return [str(p) for p in found]
@@ -46,14 +49,14 @@ def test_a_full_yaml_section_is_read() -> None:
         run_task_kwargs={"enableExecuteCommand": True, "propagateTags": "TASK_DEFINITION"},
     )
     data["temporal_storage"]["s3"].update(endpoint="s3.amazonaws.com", credentials={"access-key-id": "AKIA", "secret-access-key": "s3cr3t"})
-    config, found = parse_ecs_config(data, WHERE)
+    config, found = parse_ecs_config(data, WHERE, CONTEXT)
     assert found == []
     assert isinstance(config, EcsConfig) and config.configured
     s = config.settings
     assert (s.subnets, s.security_groups, s.assign_public_ip, s.max_retries) == (("subnet-1", "subnet-2"), ("sg-1", "sg-2"), True, 5)
     assert (s.container_cpu, s.container_memory, s.task_cpu, s.task_memory) == (512, 1024, "1024", "2048")
     assert config.run_task_kwargs == {"enableExecuteCommand": True, "propagateTags": "TASK_DEFINITION"}
-    assert config.storage is not None and config.storage.access_key_id == "AKIA"
+    assert config.storage is not None and config.storage.config.access_key_id == "AKIA"
     assert "s3cr3t" not in repr(config)
 
 
@@ -76,12 +79,12 @@ def test_digdag_properties_are_read(tmp_path: Path) -> None:
         "agent.command_executor.ecs.temporal_storage.s3.credentials.secret-access-key = s3-secret\n"
     )
     system = build_system_config(read_config_document(str(path)), path.name)
-    config, found = parse_ecs_config(system.sections["ecs"], system.where("ecs"))
+    config, found = parse_ecs_config(system.sections["ecs"], system.where("ecs"), CONTEXT)
     assert found == []
     assert config is not None and config.cluster == "digdag-test"
     assert config.settings.launch_type == "EC2" and config.settings.subnets == ("subnet-NNNNN",)
     assert config.run_task_kwargs == {"enableECSManagedTags": True}
-    assert config.storage is not None and config.storage.bucket == "my-bucket"
+    assert config.storage is not None and config.storage.config.bucket == "my-bucket"
 
 
 @pytest.mark.parametrize(
@@ -110,12 +113,25 @@ def test_each_wrong_key_is_one_message_with_its_path(cluster: dict[str, Any], ex
 
 def test_every_problem_is_reported_at_once() -> None:
     data = section(launch_type="X", max_retries="many")
-    data["temporal_storage"] = {"type": "gcs", "s3": {}}
+    data["temporal_storage"] = {"type": "s3", "s3": {"bukket": "b"}}
     found = problems(data)
     assert any(".launch_type:" in p for p in found)
     assert any(".max_retries:" in p for p in found)
-    assert f"{WHERE}.temporal_storage.type: must be s3, got 'gcs'" in found
-    assert f"{WHERE}.temporal_storage.s3.bucket: required key missing" in found
+    assert f"{WHERE}.temporal_storage.s3.bukket: unknown key (known keys: bucket, credentials, endpoint, prefix, region)" in found
+    assert any(p.startswith(f"{WHERE}.temporal_storage.s3.bucket: required key missing") for p in found)
+
+
+def test_the_temporal_storage_is_any_installed_storage_plugin() -> None:
+    data = section()
+    data["temporal_storage"] = {"type": "s4", "s4": {"bucket": "b"}}
+    assert problems(data) == [
+        f"{WHERE}.temporal_storage.s4: unknown key (known keys: type, gcs, s3)",
+        f"{WHERE}.temporal_storage.type: unknown storage type 's4' (known: gcs, s3)",
+    ]
+    data["temporal_storage"] = {"type": "s3", "s3": {"bucket": "b"}}
+    none = offload.BackendContext()  # no storage plugin installed
+    config, found = parse_ecs_config(data, WHERE, none)
+    assert config is None and [str(p) for p in found] == [f"{WHERE}.temporal_storage.type: the s3 storage is not installed (pip install offload-s3)"]
 
 
 @pytest.mark.parametrize(
@@ -162,7 +178,7 @@ ARN = "arn:aws:ecs:us-east-1:1:task-definition/f:1"
 
 
 def ecs_backend(data: dict[str, Any] | None = None) -> EcsBackend:
-    config, found = parse_ecs_config(section() if data is None else data, WHERE)
+    config, found = parse_ecs_config(section() if data is None else data, WHERE, CONTEXT)
     assert config is not None, found
     return EcsBackend(config)
 

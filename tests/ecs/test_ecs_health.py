@@ -19,7 +19,7 @@ def check(config: dict[str, Any]) -> offload.Health:
 def test_healthy(world: World) -> None:
     health = check(world.config())
     assert health.ok, health
-    assert health.summary == "ecs: ready (cluster offload-test, bucket offload-test-temporal)"
+    assert health.summary == "ecs: ready (cluster offload-test, storage s3://offload-test-temporal/offload/)"
     assert "bucket offload-test-temporal: reachable" in health.details
 
 
@@ -56,7 +56,7 @@ def test_bucket_not_found(world: World) -> None:
     section = world.section()
     section["temporal_storage"]["s3"]["bucket"] = "no-such-bucket-here"
     health = check({"command_executor": {"type": "ecs", "ecs": section}})
-    assert not health.ok and health.summary == "ecs: bucket no-such-bucket-here not found"
+    assert not health.ok and health.summary == "ecs: temporal storage: s3: bucket no-such-bucket-here not found"
 
 
 @pytest.mark.parametrize("section", [{}, None])

@@ -16,9 +16,12 @@ from offload_ecs.aws import Aws
 from offload_ecs.config import parse_ecs_config
 from offload_ecs.taskconfig import EcsTaskSettings
 
+#: The core's storages, as an Executor hands them to the ECS backend.
+CONTEXT = offload.BackendContext(storages=offload.Storages(offload.make_plugin_manager().storages))
+
 
 def aws_for(world: World) -> Aws:
-    config, problems = parse_ecs_config(world.section(), "test")
+    config, problems = parse_ecs_config(world.section(), "test", CONTEXT)
     assert config is not None, problems
     return Aws(config)
 

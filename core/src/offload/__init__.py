@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from offload.executor.plugins import make_plugin_manager
     from offload.executor.selection import Selection
     from offload.executor.serialization import from_dict, from_json, to_dict, to_json
+    from offload.executor.storage import PUT_CONTENT_TYPE, Storage, StorageConfig, StorageError, StorageNotFound, StoredObject
+    from offload.executor.storages import Storages
     from offload.workflow.session import RunOutcome, run_workflow
 
 __version__ = "0.1.0"
@@ -44,6 +46,13 @@ _EXPORTS = {
     "RunOutcome": "offload.workflow.session",
     "Selection": "offload.executor.selection",
     "Status": "offload.executor.models",
+    "Storage": "offload.executor.storage",
+    "StorageConfig": "offload.executor.storage",
+    "StorageError": "offload.executor.storage",
+    "StorageNotFound": "offload.executor.storage",
+    "Storages": "offload.executor.storages",
+    "StoredObject": "offload.executor.storage",
+    "PUT_CONTENT_TYPE": "offload.executor.storage",
     "SystemConfig": "offload.executor.config",
     "TaskNotFound": "offload.executor.errors",
     "TaskRequest": "offload.executor.models",
@@ -76,6 +85,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "LOG_SPLIT_MARKER",
     "MAX_LOG_LINE",
+    "PUT_CONTENT_TYPE",
     "Backend",
     "BackendContext",
     "BackendError",
@@ -92,6 +102,12 @@ __all__ = [
     "RunOutcome",
     "Selection",
     "Status",
+    "Storage",
+    "StorageConfig",
+    "StorageError",
+    "StorageNotFound",
+    "Storages",
+    "StoredObject",
     "SystemConfig",
     "TaskNotFound",
     "TaskRequest",

@@ -8,11 +8,14 @@ at the exact point where AWS has started a task and the driver does not know it 
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import logging
 import re
 import threading
+import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -68,6 +71,8 @@ class Faults:
         self._rules: list[dict[str, Any]] = []
         self._holds: list[Hold] = []
         self.expired_keys: set[str] = set()
+        #: Access keys S3 does not know (``InvalidAccessKeyId``): moto accepts any key.
+        self.refused_keys: set[str] = set()
         self.calls: Counter[str] = Counter()
 
     def hold(self, op: str, limit: float = 60.0) -> Hold:
@@ -97,6 +102,7 @@ class Faults:
                 hold.release()
             self._holds.clear()
             self.expired_keys.clear()
+            self.refused_keys.clear()
 
     def take(self, op: str) -> dict[str, Any] | None:
         with self._lock:
@@ -119,6 +125,12 @@ class FaultyApp:
         if access_key(environ) in self.faults.expired_keys:
             self.faults.calls[op] += 1
             return self._error(start_response, s3, "ExpiredToken" if s3 else "ExpiredTokenException", "The security token included in the request is expired")
+        if s3 and access_key(environ) in self.faults.refused_keys:
+            self.faults.calls[op] += 1
+            return self._error(start_response, s3, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.", "403 Forbidden")
+        if s3 and presign_expired(environ.get("QUERY_STRING", "")):
+            self.faults.calls[op] += 1
+            return self._error(start_response, s3, "AccessDenied", "Request has expired", "403 Forbidden")
         rule = self.faults.take(op)
         if rule is None:
             hold = self.faults.take_hold(op)
@@ -134,15 +146,25 @@ class FaultyApp:
         return [data]
 
     @staticmethod
-    def _error(start_response: StartResponse, s3: bool, code: str, message: str) -> list[bytes]:
+    def _error(start_response: StartResponse, s3: bool, code: str, message: str, status: str = "400 Bad Request") -> list[bytes]:
         if s3:
             data = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>'.encode()
             kind = "application/xml"
         else:
             data = json.dumps({"__type": code, "message": message}).encode()
             kind = "application/x-amz-json-1.1"
-        start_response("400 Bad Request", [("Content-Type", kind), ("Content-Length", str(len(data)))])
+        start_response(status, [("Content-Type", kind), ("Content-Length", str(len(data)))])
         return [data]
+
+
+def presign_expired(query: str) -> bool:
+    """Whether a SigV4 presigned URL's ``X-Amz-Date`` plus ``X-Amz-Expires`` has passed, as S3
+    checks it (moto does not)."""
+    params = urllib.parse.parse_qs(query)
+    if "X-Amz-Date" not in params or "X-Amz-Expires" not in params:
+        return False
+    signed = datetime.datetime.strptime(params["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+    return time.time() > signed.timestamp() + int(params["X-Amz-Expires"][0])
 
 
 class Answer:

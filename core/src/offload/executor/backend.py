@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import attrs
 
 from offload.executor.models import Handle, Health, Problem, Result, Status, TaskRequest
+from offload.executor.storages import Storages
 
 
 @attrs.frozen
@@ -29,9 +30,13 @@ class BackendContext:
 
     ``hook`` is the plugin manager's hook relay, so a backend can call other hooks
     (the Docker backend calls ``offload_dockerfile`` and ``offload_build_image``).
+    ``storages`` parses a storage section of the backend's config and opens the storage
+    it names (``context.storages.parse(section, where)``, then ``.open(parsed)``), so a
+    backend uses S3 or GCS without importing their plugins.
     """
 
     hook: Any = None
+    storages: Storages = attrs.field(factory=Storages)
 
 
 class Backend(abc.ABC):
@@ -58,12 +63,14 @@ class Backend(abc.ABC):
         self.context = context or BackendContext()
 
     @classmethod
-    def parse_config(cls, data: Mapping[str, Any], where: str) -> tuple[Any, list[Problem]]:
+    def parse_config(cls, data: Mapping[str, Any], where: str, context: BackendContext | None = None) -> tuple[Any, list[Problem]]:
         """Turn this backend's section of the system config into ``config_type``.
 
         The default structures ``data`` with the core's strict converter and reports
         every problem with its key path under ``where``. Override it when the section
-        has a shape an attrs class cannot express (Digdag's ``ecs.<name>.*`` keys).
+        has a shape an attrs class cannot express (Digdag's ``ecs.<name>.*`` keys), or
+        holds a storage section: parse that with ``context.storages.parse``, so that its
+        problems are reported with the rest, before anything runs.
         """
         from offload.executor.config import structure_strict
 
@@ -184,32 +191,3 @@ class Backend(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook for subclasses
         """Release clients and connections; called once at the end of a run."""
-
-
-class BackendRegistry:
-    """The backend classes registered by plugins, by name."""
-
-    def __init__(self) -> None:
-        self._classes: dict[str, type[Backend]] = {}
-        self._origin: dict[str, str] = {}
-
-    def register(self, cls: type[Backend], origin: str = "") -> None:
-        name = getattr(cls, "name", None)
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"backend class {cls!r} has no name")
-        if name in self._classes and self._classes[name] is not cls:
-            raise ValueError(f"backend {name!r} registered twice ({self._origin[name]} and {origin})")
-        self._classes[name] = cls
-        self._origin[name] = origin
-
-    def get(self, name: str) -> type[Backend] | None:
-        return self._classes.get(name)
-
-    def origin(self, name: str) -> str:
-        return self._origin.get(name, "")
-
-    def names(self) -> list[str]:
-        return sorted(self._classes)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._classes

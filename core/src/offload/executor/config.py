@@ -36,6 +36,11 @@ INSTALL_HINTS = {
     "ecs": "offload-ecs",
     "kubernetes": "offload-kubernetes",
 }
+#: Likewise for the storages (``temporal_storage.type``) offload's authors publish.
+STORAGE_INSTALL_HINTS = {
+    "s3": "offload-s3",
+    "gcs": "offload-gcs",
+}
 
 T = TypeVar("T")
 

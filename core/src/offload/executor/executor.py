@@ -16,6 +16,7 @@ from offload.executor.models import Handle, Health, Result, Status, TaskRequest
 from offload.executor.plugins import OffloadPluginManager, make_plugin_manager
 from offload.executor.polling import AdaptiveInterval
 from offload.executor.selection import BackendSet, Selection
+from offload.executor.storage import StorageConfig
 
 
 class Executor:
@@ -142,6 +143,20 @@ class Executor:
     def check(self, name: str) -> Health:
         """The health of backend ``name``."""
         return self.backends.get(name).check()
+
+    def storages(self) -> list[StorageConfig]:
+        """Every storage the system config names (each backend's storage sections), in key order."""
+        configured = self.backends.context.storages.configured
+        return [configured[where] for where in sorted(configured)]
+
+    def check_storage(self, config: StorageConfig) -> Health:
+        """The health of one storage of :meth:`storages`: reachable, bucket there, credentials accepted."""
+        from offload.executor.errors import OffloadError
+
+        try:
+            return self.backends.context.storages.open(config).check()
+        except OffloadError as e:
+            return Health(ok=False, summary=f"{config.type}: {e}")
 
     def collect_garbage(self, name: str, tracked: Sequence[Handle], dry_run: bool = False, project_dir: str | None = None) -> list[str]:
         """What backend ``name`` removed (or would) that no journal tracks."""

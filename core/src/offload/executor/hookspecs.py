@@ -15,6 +15,7 @@ import pluggy
 if TYPE_CHECKING:
     from offload.executor.backend import Backend
     from offload.executor.models import Handle, ImageSpec, Problem, Result, TaskRequest
+    from offload.executor.storage import Storage
 
 PROJECT = "offload"
 
@@ -30,6 +31,19 @@ def offload_register_backends(register: Callable[[type[Backend]], None]) -> None
 
     Called once when the plugin manager is built. A name registered twice by different
     classes is an error that names both plugins.
+    """
+
+
+@hookspec
+def offload_register_storages(register: Callable[[type[Storage]], None]) -> None:
+    """Register storage classes: where remote tasks' files travel (S3, GCS).
+
+    :param register: call it once per storage class, ``register(MyStorage)``.
+
+    Called once when the plugin manager is built. A backend's config names a storage by
+    its ``name`` (``temporal_storage.type: s3``) and gets it from the core, never by
+    importing the plugin. A name registered twice by different classes is an error that
+    names both plugins.
     """
 
 

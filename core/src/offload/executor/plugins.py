@@ -16,8 +16,10 @@ import pluggy
 
 from offload.executor import builtin as _builtin
 from offload.executor import hookspecs
-from offload.executor.backend import Backend, BackendRegistry
+from offload.executor.backend import Backend
 from offload.executor.errors import PluginError
+from offload.executor.registry import Registry
+from offload.executor.storage import Storage
 
 ENTRY_POINT_GROUP = "offload.backends"
 DISABLE_ENV = "OFFLOAD_DISABLE_PLUGINS"
@@ -46,39 +48,51 @@ class PluginInfo:
     version: str | None
     hooks: tuple[str, ...]
     backends: tuple[str, ...]
+    storages: tuple[str, ...] = ()
 
 
 class OffloadPluginManager(pluggy.PluginManager):
-    """A pluggy manager that also keeps the backend registry and load failures."""
+    """A pluggy manager that also keeps the backend and storage registries and load failures."""
 
     def __init__(self) -> None:
         super().__init__(hookspecs.PROJECT)
         self.load_errors: list[PluginLoadError] = []
-        self.backends = BackendRegistry()
+        self.backends: Registry[type[Backend]] = Registry("backend")
+        self.storages: Registry[type[Storage]] = Registry("storage")
         self.disabled: set[str] = set()
         #: plugin name -> (distribution name, version), for plugins loaded from entry points
         self.distributions: dict[str, tuple[str, str]] = {}
         #: plugin name -> path, for a project's own ``offload_plugins.py``
         self.project_files: dict[str, str] = {}
 
-    def collect_backends(self) -> BackendRegistry:
-        """Ask every plugin to register its backends (once per manager).
+    def collect_backends(self) -> Registry[type[Backend]]:
+        """Ask every plugin to register its backends (once per manager); see :meth:`_collect`."""
+        self.backends = self._collect(self.hook.offload_register_backends, Registry("backend"))
+        return self.backends
+
+    def collect_storages(self) -> Registry[type[Storage]]:
+        """Ask every plugin to register its storages (once per manager); see :meth:`_collect`."""
+        self.storages = self._collect(self.hook.offload_register_storages, Registry("storage"))
+        return self.storages
+
+    def _collect(self, caller: Any, registry: Registry[Any]) -> Registry[Any]:
+        """Call a ``register`` hook of every plugin and fill ``registry``.
 
         A plugin loaded from an entry point whose registration fails is unregistered and
         recorded in ``load_errors``; the others still register. Two different classes
-        under one backend name raise :class:`PluginError` naming both.
+        under one name raise :class:`PluginError` naming both.
         """
-        registry = BackendRegistry()
-        for impl in self.hook.offload_register_backends.get_hookimpls():
+        kind = registry.kind
+        for impl in caller.get_hookimpls():
             origin = self.get_name(impl.plugin) or repr(impl.plugin)
-            mine: list[type[Backend]] = []
+            mine: list[type] = []
 
-            def register(cls: type[Backend], _origin: str = origin, _mine: list[type[Backend]] = mine) -> None:
+            def register(cls: type, _origin: str = origin, _mine: list[type] = mine) -> None:
                 name = getattr(cls, "name", None)
                 other = registry.get(name) if isinstance(name, str) else None
                 if isinstance(name, str) and other is not None and other is not cls:
                     raise PluginError(
-                        f"backend {name!r} is registered twice: by plugin {registry.origin(name)!r} "
+                        f"{kind} {name!r} is registered twice: by plugin {registry.origin(name)!r} "
                         f"({_qualname(other)}) and by plugin {_origin!r} ({_qualname(cls)})"
                     )
                 _mine.append(cls)
@@ -90,11 +104,10 @@ class OffloadPluginManager(pluggy.PluginManager):
             except Exception as e:  # a broken plugin is reported, the rest load
                 if origin not in self.distributions:
                     raise
-                self._drop(origin, impl.plugin, f"offload_register_backends failed: {type(e).__name__}: {e}")
+                self._drop(origin, impl.plugin, f"{caller.name} failed: {type(e).__name__}: {e}")
                 continue
             for cls in mine:
                 registry.register(cls, origin)
-        self.backends = registry
         return registry
 
     def _drop(self, name: str, plugin: object, error: str) -> None:
@@ -110,6 +123,7 @@ class OffloadPluginManager(pluggy.PluginManager):
                 continue
             hooks = tuple(sorted(caller.name for caller in self.get_hookcallers(plugin) or []))
             backends = tuple(n for n in self.backends.names() if self.backends.origin(n) == name)
+            storages = tuple(n for n in self.storages.names() if self.storages.origin(n) == name)
             dist_name, version = self.distributions.get(name, (None, None))
             if name == "offload.builtin":
                 from offload import __version__
@@ -117,7 +131,7 @@ class OffloadPluginManager(pluggy.PluginManager):
                 dist_name, version = "offload", __version__
             elif name in self.project_files:
                 dist_name, version = self.project_files[name], None
-            infos.append(PluginInfo(name, dist_name, version, hooks, backends))
+            infos.append(PluginInfo(name, dist_name, version, hooks, backends, storages))
         return infos
 
 
@@ -134,7 +148,7 @@ def make_plugin_manager(
     disabled: Iterable[str] | None = None,
     project_dir: str | None = None,
 ) -> OffloadPluginManager:
-    """A ready plugin manager with its backends registered.
+    """A ready plugin manager with its backends and storages registered.
 
     :param plugins: extra plugin objects (modules or instances) to register, as
         ``(name, plugin)`` pairs or bare objects.
@@ -163,6 +177,7 @@ def make_plugin_manager(
             pm.register(item)
     pm.check_pending()
     pm.collect_backends()
+    pm.collect_storages()
     return pm
 
 

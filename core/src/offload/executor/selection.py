@@ -21,6 +21,7 @@ from offload.executor.config import INSTALL_HINTS, SystemConfig
 from offload.executor.errors import ConfigError
 from offload.executor.models import Problem, TaskRequest
 from offload.executor.plugins import OffloadPluginManager
+from offload.executor.storages import Storages
 
 
 @attrs.frozen
@@ -80,6 +81,7 @@ class BackendSet:
         self.configs: dict[str, Any] = {}
         problems: list[Problem] = []
         registry = pm.backends
+        self.context = BackendContext(hook=pm.hook, storages=Storages(pm.storages, frozenset(pm.disabled)))
         known = ", ".join(sorted(set(registry.names()) | set(INSTALL_HINTS)))
         for name in system.sections:
             if name not in registry and name not in INSTALL_HINTS:
@@ -98,13 +100,12 @@ class BackendSet:
             if not isinstance(section, Mapping):
                 problems.append(Problem(system.where(name), "must be a mapping", fatal=True))
                 continue
-            config, errors = cls.parse_config(section, system.where(name))
+            config, errors = cls.parse_config(section, system.where(name), self.context)
             problems.extend(errors)
             if config is not None:
                 self.configs[name] = config
         if problems:
             raise ConfigError(problems)
-        self.context = BackendContext(hook=pm.hook)
         #: task keys of every registered backend, and of every backend offload has install hints for
         self.task_keys = frozenset(k for n in registry.names() for k in self._class(n).owned_keys()) | frozenset(INSTALL_HINTS)
 
@@ -190,3 +191,4 @@ class BackendSet:
     def close(self) -> None:
         for backend in self.instances.values():
             backend.close()
+        self.context.storages.close()

@@ -1,8 +1,9 @@
-"""Test helpers for backend authors: the conformance contract every backend keeps.
+"""Test helpers for plugin authors: the conformance contracts every backend and storage keeps.
 
-Import it from a backend's tests; it is not loaded as a pytest plugin on its own.
+Import them from a plugin's tests; they are not loaded as a pytest plugin on their own.
 """
 
 from offload.testing.contract import BackendContract, make_request, wait_for, wait_until_running
+from offload.testing.storage_contract import StorageContract
 
-__all__ = ["BackendContract", "make_request", "wait_for", "wait_until_running"]
+__all__ = ["BackendContract", "StorageContract", "make_request", "wait_for", "wait_until_running"]

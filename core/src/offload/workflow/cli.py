@@ -130,6 +130,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    import attrs
+
     from offload.executor.errors import UsageError
     from offload.executor.selection import install_hint
 
@@ -140,8 +142,13 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise UsageError(f"backend {args.backend!r} is {install_hint(args.backend)}; installed: {', '.join(names) or 'none'}")
         names = [args.backend]
     healthy = True
-    for name in names:
-        health = executor.check(name)
+    reports = [executor.check(name) for name in names]
+    # each storage a checked backend's config names, once, with the key path that names it
+    for config in executor.storages():
+        if any(f"command_executor.{name}." in config.where for name in names):
+            health = executor.check_storage(config)
+            reports.append(attrs.evolve(health, details=(f"configured at {config.where}", *health.details)))
+    for health in reports:
         healthy = healthy and health.ok
         print(f"{'ok  ' if health.ok else 'FAIL'} {health.summary}")
         for detail in health.details:
@@ -160,6 +167,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(f"{info.name}: {dist}")
         if info.backends:
             print(f"    backends: {', '.join(info.backends)}")
+        if info.storages:
+            print(f"    storages: {', '.join(info.storages)}")
         print(f"    hooks: {', '.join(info.hooks) or '-'}")
     for error in pm.load_errors:
         print(f"{error.name}: FAILED to load ({error.distribution}): {error.error}")

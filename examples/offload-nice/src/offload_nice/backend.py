@@ -155,7 +155,7 @@ class NiceBackend(offload.Backend):
         self._children: dict[int, subprocess.Popen[bytes]] = {}  # wrappers this process started
 
     @classmethod
-    def parse_config(cls, data: Mapping[str, Any], where: str) -> tuple[Any, list[Problem]]:
+    def parse_config(cls, data: Mapping[str, Any], where: str, context: offload.BackendContext | None = None) -> tuple[Any, list[Problem]]:
         return _structure(NiceConfig, data, where)
 
     def parse_task_config(self, sections: Mapping[str, Any], where: str) -> tuple[Any, list[Problem]]:

@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from offload import BackendError
 from offload_ecs.config import EcsConfig
 
-#: Error codes that mean "these credentials no longer work" (Airflow's list, plus S3's).
+#: Error codes that mean "these credentials no longer work" (Airflow's list).
 CREDENTIAL_ERRORS = frozenset({"ExpiredTokenException", "ExpiredToken", "InvalidClientTokenId", "UnrecognizedClientException", "RequestExpired"})
 
 
@@ -39,15 +39,9 @@ def error_message(exc: BaseException) -> str:
     return str(exc)
 
 
-def _s3_endpoint(endpoint: str | None) -> str | None:
-    """Digdag's ``s3.endpoint`` is a host name (``s3.amazonaws.com``); boto3 wants a URL."""
-    if not endpoint or endpoint in ("s3.amazonaws.com", "https://s3.amazonaws.com"):
-        return None
-    return endpoint if "://" in endpoint else f"https://{endpoint}"
-
-
 class Aws:
-    """The clients of one configured cluster (ECS, CloudWatch Logs, tagging, S3)."""
+    """The clients of one configured cluster (ECS, CloudWatch Logs, tagging); the temporal
+    storage is the storage plugin's business."""
 
     #: How often a call is tried again after the credentials were rejected, and the first wait.
     credential_attempts = 5
@@ -80,18 +74,6 @@ class Aws:
     def _make(self, service: str, region: str | None) -> BaseClient:
         s = self.config.settings
         retries: Any = {"max_attempts": s.max_retries + 1, "mode": "standard"}
-        if service == "s3":
-            storage = self.config.storage
-            assert storage is not None
-            session = boto3.session.Session(
-                aws_access_key_id=storage.access_key_id or s.access_key_id or None,
-                aws_secret_access_key=storage.secret_access_key or s.secret_access_key or None,
-                aws_session_token=None if storage.access_key_id else (s.session_token or None),
-                region_name=storage.region or s.region or None,
-            )
-            endpoint = _s3_endpoint(storage.endpoint) or s.endpoint_url
-            config = Config(retries=retries, signature_version="s3v4")
-            return session.client("s3", endpoint_url=endpoint, config=config)
         config = Config(retries=retries, user_agent_extra="offload-ecs")
         return self._session().client(service, region_name=region or None, endpoint_url=s.endpoint_url or None, config=config)
 
@@ -138,12 +120,3 @@ class Aws:
                 self.rebuild()
             except BotoCoreError as e:
                 raise BackendError(f"ecs: {service} {operation} failed: {e}") from None
-
-    def presign(self, method: str, bucket: str, key: str, expires: int) -> str:
-        client = self.client("s3")
-        try:
-            return str(client.generate_presigned_url(method, Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires))
-        except NoCredentialsError:
-            raise BackendError(
-                "ecs: no AWS credentials to sign the temporal storage URLs: set temporal_storage.s3.credentials or the ECS credentials"
-            ) from None

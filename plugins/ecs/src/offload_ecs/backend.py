@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from offload import Backend, BackendContext, BackendError, Handle, Health, Problem, Result, Status, TaskRequest
+from offload import Backend, BackendContext, BackendError, Handle, Health, Problem, Result, Status, Storage, TaskRequest
 from offload_ecs import adoption, finish, health, launch, runtask, taskconfig, taskdefs, tracking
 from offload_ecs.aws import Aws
 from offload_ecs.config import EcsConfig, parse_ecs_config
@@ -29,8 +29,15 @@ class EcsBackend(Backend):
         self._cancelled: set[str] = set()
 
     @classmethod
-    def parse_config(cls, data: Mapping[str, Any], where: str) -> tuple[Any, list[Problem]]:
-        return parse_ecs_config(data, where)
+    def parse_config(cls, data: Mapping[str, Any], where: str, context: BackendContext | None = None) -> tuple[Any, list[Problem]]:
+        return parse_ecs_config(data, where, context or BackendContext())
+
+    @property
+    def storage(self) -> Storage:
+        """The temporal storage ``temporal_storage`` names, opened by the core on first use."""
+        if self.config.storage is None:
+            raise BackendError("ecs: not configured (the system config has no ecs section with name and temporal_storage)")
+        return self.context.storages.open(self.config.storage)
 
     def parse_task_config(self, sections: Mapping[str, Any], where: str) -> tuple[Any, list[Problem]]:
         """The task's ``ecs:`` section and its ``docker.image`` / ``docker.build`` (see :mod:`.taskconfig`)."""
@@ -48,9 +55,9 @@ class EcsBackend(Backend):
 
     def submit(self, request: TaskRequest) -> Handle:
         td = taskdefs.resolve(self.aws, self._settings(request), self._scope())
-        params, script, state = launch.prepare(self.aws, self.config, td, request)
+        params, script, state = launch.prepare(self.aws, self.storage, self.config, td, request)
         handle = Handle(self.name, request.task_id, request.io_path, state)
-        return runtask.attempt(self.aws, self.config, handle, params, script, 1)
+        return runtask.attempt(self.aws, self.storage, self.config, handle, params, script, 1)
 
     def adopt(self, request: TaskRequest) -> Handle | None:
         """The task already started for ``request`` (found by its ``offload.submission`` tag), if any.
@@ -63,14 +70,14 @@ class EcsBackend(Backend):
     def poll(self, handles: Sequence[Handle]) -> list[Status]:
         if not handles:
             return []
-        return tracking.poll(self.aws, self.config, handles, self._cancelled)
+        return tracking.poll(self.aws, self.storage, self.config, handles, self._cancelled)
 
     def collect(self, handle: Handle) -> Result:
-        return finish.collect(self.aws, handle)
+        return finish.collect(self.aws, self.storage, handle)
 
     def cancel(self, handle: Handle, grace: float = 10.0) -> None:
         """``stop_task`` with a reason; ECS gives the container its ``stopTimeout`` (not ``grace``)."""
-        finish.cancel(self.aws, handle, self._cancelled)
+        finish.cancel(self.aws, self.storage, handle, self._cancelled)
 
     def check(self) -> Health:
-        return health.check(self.aws, self.config)
+        return health.check(self.aws, self.config, self.storage if self.config.configured else None)

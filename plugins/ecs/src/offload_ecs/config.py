@@ -9,7 +9,7 @@
           region: us-east-1
           launch_type: FARGATE
           subnets: [subnet-1]
-        temporal_storage:
+        temporal_storage:                 # parsed by the storage plugin it names (offload-s3, offload-gcs)
           type: s3
           s3: {bucket: my-bucket}
 
@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import attrs
 
-from offload import Problem, structure_strict
+from offload import BackendContext, Problem, StorageConfig, structure_strict
 from offload_ecs.kwargs import check_run_task_kwargs
 
 LaunchType = Literal["FARGATE", "EC2"]
@@ -67,24 +67,13 @@ class ClusterSettings:
 
 
 @attrs.frozen
-class StorageSettings:
-    """``temporal_storage``: where the project archive and the task's output travel."""
-
-    bucket: str
-    endpoint: str | None = None
-    region: str | None = None
-    prefix: str = "offload/"
-    access_key_id: str | None = attrs.field(default=None, repr=False)
-    secret_access_key: str | None = attrs.field(default=None, repr=False)
-
-
-@attrs.frozen
 class EcsConfig:
     """The parsed section; ``cluster`` is ``None`` when ECS is not configured."""
 
     cluster: str | None = None
     settings: ClusterSettings = attrs.field(factory=ClusterSettings)
-    storage: StorageSettings | None = None
+    #: ``temporal_storage``, parsed by the storage plugin it names (through the core)
+    storage: StorageConfig | None = None
 
     @property
     def configured(self) -> bool:
@@ -184,60 +173,28 @@ def _check_settings(settings: ClusterSettings, where: str, problems: list[Proble
     return attrs.evolve(settings, **changes) if changes else settings
 
 
-def _parse_storage(data: Any, where: str, problems: list[Problem]) -> StorageSettings | None:
-    if data is None:
-        problems.append(_fatal(where, "required: the S3 bucket that carries the project to the task (temporal_storage.type: s3, temporal_storage.s3.bucket)"))
-        return None
-    if not isinstance(data, Mapping):
-        problems.append(_fatal(where, "must be a mapping"))
-        return None
-    for key in sorted(set(data) - {"type", "s3"}):
-        problems.append(_fatal(f"{where}.{key}", "unknown key (known keys: type, s3)"))
-    kind = data.get("type", "s3")
-    if kind != "s3":
-        problems.append(_fatal(f"{where}.type", f"must be s3, got {kind!r}"))
-    s3 = data.get("s3")
-    if not isinstance(s3, Mapping):
-        problems.append(_fatal(f"{where}.s3", "required: a mapping with at least bucket"))
-        return None
-    known = {"bucket", "endpoint", "region", "prefix", "credentials"}
-    for key in sorted(set(s3) - known):
-        problems.append(_fatal(f"{where}.s3.{key}", f"unknown key (known keys: {', '.join(sorted(known))})"))
-    values: dict[str, Any] = {}
-    for key in ("bucket", "endpoint", "region", "prefix"):
-        value = s3.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, str) or not value.strip():
-            problems.append(_fatal(f"{where}.s3.{key}", f"must be a non-empty string, got {value!r}"))
-            continue
-        values[key] = value.strip()
-    if "bucket" not in values and "bucket" not in s3:
-        problems.append(_fatal(f"{where}.s3.bucket", "required key missing"))
-    if "prefix" in values and not values["prefix"].endswith("/"):
-        values["prefix"] += "/"
-    creds = s3.get("credentials")
-    if creds is not None:
-        if not isinstance(creds, Mapping):
-            problems.append(_fatal(f"{where}.s3.credentials", "must be a mapping"))
-        else:
-            names = {"access-key-id": "access_key_id", "secret-access-key": "secret_access_key"}
-            for key in sorted(set(creds) - set(names)):
-                problems.append(_fatal(f"{where}.s3.credentials.{key}", "unknown key (known keys: access-key-id, secret-access-key)"))
-            for key, field in names.items():
-                if key in creds and not isinstance(creds[key], str):
-                    problems.append(_fatal(f"{where}.s3.credentials.{key}", "must be a string"))
-                elif key in creds:
-                    values[field] = creds[key]
-            if bool(values.get("access_key_id")) != bool(values.get("secret_access_key")):
-                problems.append(_fatal(f"{where}.s3.credentials", "access-key-id and secret-access-key go together"))
-    if "bucket" not in values:
-        return None
-    return StorageSettings(**values)
+def _storage_defaults(settings: ClusterSettings, section: Any) -> dict[str, Any]:
+    """What an ``s3`` section leaves out is taken from the cluster: one set of AWS credentials
+    (and the endpoint of an S3-compatible test server) is enough."""
+    s3: dict[str, Any] = {}
+    if settings.region:
+        s3["region"] = settings.region
+    if settings.endpoint_url:
+        s3["endpoint"] = settings.endpoint_url
+    own = section.get("s3") if isinstance(section, Mapping) else None
+    if settings.access_key_id and settings.secret_access_key and not (isinstance(own, Mapping) and own.get("credentials")):
+        creds = {"access-key-id": settings.access_key_id, "secret-access-key": settings.secret_access_key}
+        if settings.session_token:
+            creds["session-token"] = settings.session_token
+        s3["credentials"] = creds
+    return {"s3": s3}
 
 
-def parse_ecs_config(data: Mapping[str, Any], where: str) -> tuple[EcsConfig | None, list[Problem]]:
-    """``data`` (the ``command_executor.ecs`` section) as an :class:`EcsConfig`, with every problem."""
+def parse_ecs_config(data: Mapping[str, Any], where: str, context: BackendContext) -> tuple[EcsConfig | None, list[Problem]]:
+    """``data`` (the ``command_executor.ecs`` section) as an :class:`EcsConfig`, with every problem.
+
+    ``temporal_storage`` goes to the storage plugin it names, through ``context.storages``.
+    """
     if not data:
         return EcsConfig(), []
     problems: list[Problem] = []
@@ -261,7 +218,14 @@ def parse_ecs_config(data: Mapping[str, Any], where: str) -> tuple[EcsConfig | N
     problems.extend(errors)
     if settings is not None:
         settings = _check_settings(settings, f"{where}.{name}", problems)
-    storage = _parse_storage(data.get("temporal_storage"), f"{where}.temporal_storage", problems)
+    section = data.get("temporal_storage")
+    storage = None
+    if section is None:
+        why = "required: where the project travels to the task (temporal_storage.type: s3, temporal_storage.s3.bucket)"
+        problems.append(_fatal(f"{where}.temporal_storage", why))
+    else:
+        storage, found = context.storages.parse(section, f"{where}.temporal_storage", _storage_defaults(settings or ClusterSettings(), section))
+        problems.extend(found)
     if problems or settings is None or storage is None:
         return None, problems
     return EcsConfig(cluster=name, settings=settings, storage=storage), []

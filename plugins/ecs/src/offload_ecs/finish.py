@@ -5,26 +5,21 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from offload import BackendError, Handle, Result, TaskState
+from offload import BackendError, Handle, Result, Storage, StorageError, StorageNotFound, TaskState
 from offload_ecs import archive
-from offload_ecs.aws import Aws, error_code, error_message
+from offload_ecs.aws import Aws
 from offload_ecs.outcome import CANCEL_REASON, final, timestamp
 from offload_ecs.tracking import cancel_marker, describe, stop
 
-NOT_FOUND = ("NoSuchKey", "404", "NotFound")
 
-
-def _download(aws: Aws, state: dict[str, Any], dest: str) -> bool:
+def _download(storage: Storage, state: dict[str, Any], dest: str) -> bool:
     """Unpack the io archive the task uploaded into ``dest``; ``False`` when there is none."""
     try:
-        response = aws.call("s3", "get_object", Bucket=state["bucket"], Key=state["output_key"])
-    except ClientError as e:
-        if error_code(e) in NOT_FOUND:
-            return False
-        raise BackendError(f"ecs: cannot download the task's output s3://{state['bucket']}/{state['output_key']}: {error_message(e)}") from None
-    data = response["Body"].read()
+        data = storage.get(state["output_key"])
+    except StorageNotFound:
+        return False
+    except StorageError as e:
+        raise BackendError(f"ecs: cannot download the task's output: {e}") from None
     try:
         archive.extract(data, dest)
     except Exception as e:  # noqa: BLE001 - a broken archive is the task's problem, reported as such
@@ -32,22 +27,22 @@ def _download(aws: Aws, state: dict[str, Any], dest: str) -> bool:
     return True
 
 
-def _cleanup(aws: Aws, state: dict[str, Any]) -> None:
+def _cleanup(storage: Storage, state: dict[str, Any]) -> None:
     """Delete what the task no longer needs; the output archive stays so collecting again works."""
     for key in (state.get("input_key"), state.get("env_key"), state.get("run_key")):
         if not key:
             continue
         try:
-            aws.call("s3", "delete_object", Bucket=state["bucket"], Key=key)
-        except (ClientError, BackendError):
+            storage.delete(key)
+        except StorageError:
             pass  # a lifecycle rule on the prefix takes care of leftovers
 
 
-def collect(aws: Aws, handle: Handle) -> Result:
+def collect(aws: Aws, storage: Storage, handle: Handle) -> Result:
     state = dict(handle.state)
     submitted = float(state.get("submitted_at") or time.time())
     if state.get("final_error") or state.get("final_state") == "cancelled":
-        _cleanup(aws, state)
+        _cleanup(storage, state)
         if state.get("final_state") == "cancelled":
             return Result(TaskState.CANCELLED, error="cancelled", started_at=submitted, finished_at=time.time())
         return Result(TaskState.FAILED, error=str(state["final_error"]), started_at=submitted, finished_at=time.time())
@@ -61,11 +56,11 @@ def collect(aws: Aws, handle: Handle) -> Result:
     if task.get("lastStatus") != "STOPPED":
         raise BackendError(f"ecs: task {arn} is still {task.get('lastStatus')}: poll it until it finishes")
     state_, code, error = final(task, str(state["container"]))
-    got_output = _download(aws, state, handle.io_path)
+    got_output = _download(storage, state, handle.io_path)
     if not got_output and state_ is TaskState.SUCCEEDED:
         state_, code = TaskState.FAILED, code
         error = "the task exited 0 but sent no output back (the upload through the presigned URL failed: see the task's log)"
-    _cleanup(aws, state)
+    _cleanup(storage, state)
     return Result(
         state_,
         exit_code=code,
@@ -75,7 +70,7 @@ def collect(aws: Aws, handle: Handle) -> Result:
     )
 
 
-def cancel(aws: Aws, handle: Handle, cancelled: set[str]) -> None:
+def cancel(aws: Aws, storage: Storage, handle: Handle, cancelled: set[str]) -> None:
     state = dict(handle.state)
     if state.get("task_arn"):
         stop(aws, state, CANCEL_REASON)
@@ -83,6 +78,6 @@ def cancel(aws: Aws, handle: Handle, cancelled: set[str]) -> None:
         return
     cancelled.add(str(state["marker"]))
     try:  # a driver that resumes this handle must not start the task either
-        aws.call("s3", "put_object", Bucket=state["bucket"], Key=cancel_marker(state), Body=b"cancelled\n")
-    except ClientError as e:
-        raise BackendError(f"ecs: cannot record the cancellation of {handle.task_id}: {error_message(e)}") from None
+        storage.put(cancel_marker(state), b"cancelled\n")
+    except StorageError as e:
+        raise BackendError(f"ecs: cannot record the cancellation of {handle.task_id}: {e}") from None

@@ -1,11 +1,11 @@
 """``offload check ecs``: no credentials, rejected credentials, access denied, cluster
-not found, bucket missing, or healthy, each said plainly."""
+not found, temporal storage missing or refused, or healthy, each said plainly."""
 
 from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
-from offload import BackendError, Health
+from offload import BackendError, Health, Storage
 from offload_ecs.aws import CREDENTIAL_ERRORS, Aws, error_code, error_message
 from offload_ecs.config import EcsConfig
 
@@ -21,11 +21,10 @@ def _credentials_found(aws: Aws) -> bool:
     return boto3.session.Session().get_credentials() is not None
 
 
-def check(aws: Aws, config: EcsConfig) -> Health:
+def check(aws: Aws, config: EcsConfig, storage: Storage | None) -> Health:
     if not config.configured:
         return Health(False, "ecs: not configured (no command_executor.ecs section with name and temporal_storage)")
     cluster = config.cluster
-    storage = config.storage
     assert cluster is not None and storage is not None
     details: list[str] = []
     if not _credentials_found(aws):
@@ -49,16 +48,8 @@ def check(aws: Aws, config: EcsConfig) -> Health:
         return Health(False, f"ecs: cluster {cluster} not found in {aws.region}", tuple(details))
     found = clusters[0]
     details.append(f"cluster {cluster}: {found.get('runningTasksCount', 0)} running, {found.get('pendingTasksCount', 0)} pending")
-    try:
-        aws.call("s3", "head_bucket", Bucket=storage.bucket)
-    except ClientError as e:
-        code = error_code(e)
-        if code in ("404", "NoSuchBucket", "NotFound"):
-            return Health(False, f"ecs: bucket {storage.bucket} not found", tuple(details))
-        if code in DENIED:
-            return Health(False, f"ecs: access denied to bucket {storage.bucket}", tuple(details))
-        return Health(False, f"ecs: cannot reach bucket {storage.bucket}", (*details, error_message(e)))
-    except BackendError as e:
-        return Health(False, str(e), tuple(details))
-    details.append(f"bucket {storage.bucket}: reachable")
-    return Health(True, f"ecs: ready (cluster {cluster}, bucket {storage.bucket})", tuple(details))
+    found_storage = storage.check()
+    details.extend(found_storage.details)
+    if not found_storage.ok:
+        return Health(False, f"ecs: temporal storage: {found_storage.summary}", tuple(details))
+    return Health(True, f"ecs: ready (cluster {cluster}, storage {storage.uri('')})", tuple(details))

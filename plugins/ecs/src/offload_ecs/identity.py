@@ -6,7 +6,7 @@ business (and may be long, with ``_`` and escapes), while ECS limits what it acc
 everything ECS sees is derived from a SHA-256 digest of the project directory and the
 task id (the project too, since a cluster is shared and embedders choose task ids):
 
-* the S3 prefix of the task's files and its end-of-log marker, so a driver that died
+* the storage keys of the task's files and its end-of-log marker, so a driver that died
   before journaling the handle knows where the project and the output are;
 * RunTask's ``clientToken``, one per ``run_task`` attempt (a ``failures[]`` answer may
   count as a completed request, and repeating its token would repeat that answer);
@@ -30,6 +30,14 @@ def submission_id(project_dir: str, task_id: str) -> str:
     digest.update(b"\0")
     digest.update(task_id.encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
+
+
+def project_tag(project_dir: str) -> str:
+    """16 hex characters naming the project in storage keys, so that ``offload gc`` of one
+    project lists its own leftovers only."""
+    digest = hashlib.sha256(b"offload-ecs project\0")
+    digest.update(os.path.realpath(project_dir).encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:16]
 
 
 def client_token(submission: str, attempt: int) -> str:

@@ -1,9 +1,10 @@
-"""Preparing a task: ship the project to S3 and build the RunTask call (made by :mod:`.runtask`).
+"""Preparing a task: ship the project to the temporal storage and build the RunTask call
+(made by :mod:`.runtask`).
 
 Where the task's files go and its end-of-log marker come from the submission's
 identity (:mod:`.identity`), so a restarted driver finds them without a journaled
 handle. The handle's state holds no presigned URL (they grant access to the bucket for
-up to 7 days, and the journal is a file on disk): only the bucket and keys, from which
+up to 7 days, and the journal is a file on disk): only the keys, from which
 :func:`command` signs new URLs when ``run_task`` is tried again.
 """
 
@@ -18,27 +19,16 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from offload import BackendError, TaskRequest
+from offload import BackendError, Storage, TaskRequest
 from offload_ecs import archive, bootstrap, identity
-from offload_ecs.aws import Aws, error_message
+from offload_ecs.aws import Aws
 from offload_ecs.config import EcsConfig
 from offload_ecs.kwargs import merge_run_task_kwargs, validate_params
 from offload_ecs.taskdefs import TaskDefinition
 
 #: ECS's limit on the characters of a RunTask ``overrides``.
 OVERRIDE_LIMIT = 8192
-#: Presigned URLs outlive the task's timeout by this much; without a timeout they last S3's maximum.
-URL_MARGIN = 3600
-URL_MAX = 7 * 24 * 3600
 MAX_BACKOFF = 120.0
-
-
-def url_expiry(timeout: float | None) -> int:
-    if timeout is None:
-        return URL_MAX
-    return int(min(URL_MAX, timeout + URL_MARGIN))
 
 
 def backoff(attempt: int, base: float) -> float:
@@ -145,11 +135,14 @@ def _key_part(task_id: str) -> str:
 
 
 def initial_state(aws: Aws, config: EcsConfig, td: TaskDefinition, request: TaskRequest) -> dict[str, Any]:
-    """The handle state of ``request`` before ``run_task``: where everything is, and no secret."""
-    storage = config.storage
-    assert storage is not None and config.cluster is not None
+    """The handle state of ``request`` before ``run_task``: where everything is, and no secret.
+
+    The keys are the storage's (under its prefix): ``<project>/<task>-<submission>/...``,
+    so that ``offload gc`` finds one project's leftovers and nothing else.
+    """
+    assert config.cluster is not None
     submission = identity.submission_id(request.project_dir, request.task_id)
-    base = f"{storage.prefix}{_key_part(request.task_id)}-{identity.short(submission)}/"
+    base = f"{identity.project_tag(request.project_dir)}/{_key_part(request.task_id)}-{identity.short(submission)}/"
     return {
         "cluster": config.cluster,
         "region": aws.region,
@@ -160,7 +153,6 @@ def initial_state(aws: Aws, config: EcsConfig, td: TaskDefinition, request: Task
         "log_region": td.log_region,
         "log_stream": None,
         "log_token": None,
-        "bucket": storage.bucket,
         "input_key": base + "project.tar.gz",
         "output_key": base + "io.tar.gz",
         "env_key": None,
@@ -174,25 +166,31 @@ def initial_state(aws: Aws, config: EcsConfig, td: TaskDefinition, request: Task
 
 
 def prefix(state: Mapping[str, Any]) -> str:
-    """The S3 prefix of the task's files (ends with ``/``)."""
+    """The storage key prefix of the task's files (ends with ``/``)."""
     return str(state["input_key"]).rsplit("/", 1)[0] + "/"
 
 
-def urls(aws: Aws, state: Mapping[str, Any]) -> tuple[str, str]:
-    """Presigned GET of the project and PUT of the output, signed now: never kept in the state."""
-    expires = url_expiry(state.get("timeout"))
-    get_url = aws.presign("get_object", state["bucket"], state["input_key"], expires)
-    put_url = aws.presign("put_object", state["bucket"], state["output_key"], expires)
-    return get_url, put_url
+def urls(storage: Storage, state: Mapping[str, Any]) -> tuple[str, str]:
+    """Presigned GET of the project and PUT of the output, signed now: never kept in the state.
+    They outlive the task's timeout (by an hour, up to the storage's maximum)."""
+    expires = storage.url_lifetime(state.get("timeout"))
+    return storage.presign_get(state["input_key"], expires), storage.presign_put(state["output_key"], expires)
 
 
-def command(aws: Aws, state: Mapping[str, Any], script: Mapping[str, Any]) -> str:
+def environment_file_arn(storage: Storage, key: str) -> str | None:
+    """The S3 object ARN ECS reads an environment file from; ``None`` on another storage
+    (ECS reads environment files from S3 only)."""
+    uri = storage.uri(key)
+    return "arn:aws:s3:::" + uri[len("s3://") :] if uri.startswith("s3://") else None
+
+
+def command(storage: Storage, state: Mapping[str, Any], script: Mapping[str, Any]) -> str:
     """The container command for ``script`` (see :func:`prepare`) with freshly signed URLs.
 
     When the body travels in the archive (``in_archive``), it carries the PUT URL signed
     when the archive was made; only the loader's GET URL is new.
     """
-    get_url, put_url = urls(aws, state)
+    get_url, put_url = urls(storage, state)
     if script["in_archive"]:
         return bootstrap.loader(get_url, None)
     return bootstrap.loader(get_url, bootstrap.body(script["argv"], script["workdir"], script["io_dir"], put_url, state["marker"]))
@@ -207,17 +205,17 @@ def with_command(params: Mapping[str, Any], container: str, text: str) -> dict[s
     return dict(out)
 
 
-def prepare(aws: Aws, config: EcsConfig, td: TaskDefinition, request: TaskRequest) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def prepare(
+    aws: Aws, storage: Storage, config: EcsConfig, td: TaskDefinition, request: TaskRequest
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Upload the project and build the RunTask params: the params, the script and the handle state.
 
     The script (argv, working and io directories, whether the body is in the archive) is
     what :func:`command` needs to sign the URLs again for another ``run_task`` attempt.
     """
-    storage = config.storage
-    assert storage is not None
     state = initial_state(aws, config, td, request)
     base = prefix(state)
-    get_url, put_url = urls(aws, state)
+    get_url, put_url = urls(storage, state)
     io_dir = os.path.normpath(request.io_dir)
     workdir = os.path.normpath(request.workdir)
     script: dict[str, Any] = {"argv": list(request.argv), "workdir": workdir, "io_dir": io_dir, "in_archive": False}
@@ -229,17 +227,20 @@ def prepare(aws: Aws, config: EcsConfig, td: TaskDefinition, request: TaskReques
     params = build_params(config, td, request, bootstrap.loader(get_url, body), env, env_files)
     if _size(params["overrides"]) > OVERRIDE_LIMIT and request.env:
         text = bootstrap.env_file(request.env) if config.settings.use_environment_file else None
-        if text is not None:
+        arn = environment_file_arn(storage, base + "task.env")
+        if text is not None and arn is not None:
             state["env_key"] = base + "task.env"
-            aws.call("s3", "put_object", Bucket=storage.bucket, Key=state["env_key"], Body=text.encode("utf-8"))
-            env_files = [{"value": f"arn:aws:s3:::{storage.bucket}/{state['env_key']}", "type": "s3"}]
+            storage.put(state["env_key"], text.encode("utf-8"))
+            env_files = [{"value": arn, "type": "s3"}]
             notes.append("the environment goes in an ECS environment file: inline it would pass the 8192-character override limit")
         else:
             try:
                 extra["env.sh"] = bootstrap.env_script(request.env)
             except ValueError as e:
                 raise BackendError(f"ecs: the environment is too large for the container override and {e}") from None
-            why = " (a value has a line break, which environment files cannot hold)" if config.settings.use_environment_file else ""
+            why = ""
+            if config.settings.use_environment_file:
+                why = " (ECS reads environment files from S3 only)" if arn is None else " (a value has a line break, which environment files cannot hold)"
             notes.append(f"the environment goes in the project archive: inline it would pass the 8192-character override limit{why}")
         env = None
         params = build_params(config, td, request, bootstrap.loader(get_url, body), env, env_files)
@@ -258,10 +259,7 @@ def prepare(aws: Aws, config: EcsConfig, td: TaskDefinition, request: TaskReques
         raise BackendError("ecs: the RunTask call would be invalid: " + "; ".join(problems))
     path = archive.build(request.project_dir, io_dir, extra)
     try:
-        with open(path, "rb") as f:
-            aws.call("s3", "put_object", Bucket=storage.bucket, Key=state["input_key"], Body=f)
-    except ClientError as e:
-        raise BackendError(f"ecs: cannot upload the project to s3://{storage.bucket}/{state['input_key']}: {error_message(e)}") from None
+        storage.put_file(state["input_key"], path)
     finally:
         os.unlink(path)
     if td.note:

@@ -26,7 +26,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from offload import BackendError, Handle
+from offload import BackendError, Handle, Storage, StorageError
 from offload_ecs import adoption, identity, launch
 from offload_ecs.aws import Aws, error_code, error_message
 from offload_ecs.config import EcsConfig
@@ -56,21 +56,21 @@ def _handle(handle: Handle, state: Mapping[str, Any]) -> Handle:
     return Handle(handle.backend, handle.task_id, handle.io_path, dict(state))
 
 
-def _save(aws: Aws, state: dict[str, Any], params: Mapping[str, Any], script: Mapping[str, Any]) -> None:
-    """Keep the call for the next attempts in S3, once, without its command."""
+def _save(storage: Storage, state: dict[str, Any], params: Mapping[str, Any], script: Mapping[str, Any]) -> None:
+    """Keep the call for the next attempts in the temporal storage, once, without its command."""
     if state.get("run_key"):
         return
     key = launch.prefix(state) + "run.json"
     bare = launch.with_command(params, str(state["container"]), "")
     document = {"params": {k: v for k, v in bare.items() if k != "clientToken"}, "script": dict(script)}
     try:
-        aws.call("s3", "put_object", Bucket=state["bucket"], Key=key, Body=json.dumps(document).encode("utf-8"))
-    except ClientError as e:
-        raise BackendError(f"ecs: cannot keep the run_task call for its next attempt in s3://{state['bucket']}/{key}: {error_message(e)}") from None
+        storage.put(key, json.dumps(document).encode("utf-8"))
+    except StorageError as e:
+        raise BackendError(f"ecs: cannot keep the run_task call for its next attempt: {e}") from None
     state["run_key"] = key
 
 
-def attempt(aws: Aws, config: EcsConfig, handle: Handle, params: dict[str, Any], script: Mapping[str, Any], attempts: int) -> Handle:
+def attempt(aws: Aws, storage: Storage, config: EcsConfig, handle: Handle, params: dict[str, Any], script: Mapping[str, Any], attempts: int) -> Handle:
     """Try ``run_task`` (attempt number ``attempts``); the handle of the started task, or one that says when to try again."""
     state = dict(handle.state)
     token = identity.client_token(str(state["submission"]), attempts)
@@ -87,21 +87,21 @@ def attempt(aws: Aws, config: EcsConfig, handle: Handle, params: dict[str, Any],
     if attempts >= limit:
         state.update(run=None, final_error=f"run_task failed {attempts} time{'s' if attempts > 1 else ''}: {failure}")
         return _handle(handle, state)
-    _save(aws, state, params, script)
+    _save(storage, state, params, script)
     delay = launch.backoff(attempts, config.settings.run_task_retry_delay)
     note = f"run_task failed ({failure}); attempt {attempts + 1} of {limit} in {delay:.1f} s"
     state.update(run={"attempts": attempts, "retry_at": time.time() + delay}, notes=[*state.get("notes", []), note])
     return _handle(handle, state)
 
 
-def retry(aws: Aws, config: EcsConfig, handle: Handle, attempts: int) -> Handle:
+def retry(aws: Aws, storage: Storage, config: EcsConfig, handle: Handle, attempts: int) -> Handle:
     """Attempt ``attempts`` of the call kept by an earlier one, with newly signed URLs."""
     state = handle.state
     try:
-        body = aws.call("s3", "get_object", Bucket=state["bucket"], Key=state["run_key"])["Body"].read()
-    except ClientError as e:
-        raise BackendError(f"ecs: cannot read the kept run_task call s3://{state['bucket']}/{state['run_key']}: {error_message(e)}") from None
+        body = storage.get(state["run_key"])
+    except StorageError as e:
+        raise BackendError(f"ecs: cannot read the kept run_task call: {e}") from None
     document = json.loads(body)
     script = document["script"]
-    params = launch.with_command(document["params"], str(state["container"]), launch.command(aws, state, script))
-    return attempt(aws, config, handle, params, script, attempts)
+    params = launch.with_command(document["params"], str(state["container"]), launch.command(storage, state, script))
+    return attempt(aws, storage, config, handle, params, script, attempts)

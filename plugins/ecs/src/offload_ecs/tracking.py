@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from offload import BackendError, Handle, Status, TaskState
+from offload import BackendError, Handle, Status, Storage, StorageError, TaskState
 from offload_ecs import logs, runtask, schedule
 from offload_ecs.aws import Aws, error_code, error_message
 from offload_ecs.config import EcsConfig
@@ -66,7 +66,9 @@ def _timed_out(state: Mapping[str, Any], now: float) -> bool:
     return timeout is not None and now - float(state["submitted_at"]) > float(timeout)
 
 
-def _not_started(aws: Aws, config: EcsConfig, handle: Handle, state: dict[str, Any], lines: list[str], now: float, cancelled: set[str]) -> Status:
+def _not_started(
+    aws: Aws, storage: Storage, config: EcsConfig, handle: Handle, state: dict[str, Any], lines: list[str], now: float, cancelled: set[str]
+) -> Status:
     """A task whose ``run_task`` is waiting to be tried again."""
     if state["marker"] in cancelled:
         state.update(run=None, final_state="cancelled")
@@ -78,10 +80,10 @@ def _not_started(aws: Aws, config: EcsConfig, handle: Handle, state: dict[str, A
     run = state["run"]
     if now < float(run["retry_at"]):
         return Status(TaskState.PENDING, logs=lines, handle=_with(handle, state))
-    if cancel_requested(aws, state):
+    if cancel_requested(storage, state):
         state.update(run=None, final_state="cancelled")
         return Status(TaskState.CANCELLED, reason="cancelled", logs=lines, handle=_with(handle, state))
-    new = runtask.retry(aws, config, _with(handle, state), int(run["attempts"]) + 1)
+    new = runtask.retry(aws, storage, config, _with(handle, state), int(run["attempts"]) + 1)
     state = dict(new.state)
     lines.extend(f"offload: {note}" for note in state.pop("notes", None) or [])
     state["notes"] = []
@@ -94,12 +96,13 @@ def cancel_marker(state: dict[str, Any]) -> str:
     return str(state["input_key"]).rsplit("/", 1)[0] + "/cancelled"
 
 
-def cancel_requested(aws: Aws, state: dict[str, Any]) -> bool:
+def cancel_requested(storage: Storage, state: dict[str, Any]) -> bool:
+    """Whether a driver recorded a cancel for this task before ``run_task`` was tried again
+    (an unreadable marker counts as none: the next poll looks again)."""
     try:
-        aws.call("s3", "head_object", Bucket=state["bucket"], Key=cancel_marker(state))
-    except ClientError:
+        return storage.exists(cancel_marker(state))
+    except StorageError:
         return False
-    return True
 
 
 def _with(handle: Handle, state: dict[str, Any]) -> Handle:
@@ -155,7 +158,10 @@ def _stopped(aws: Aws, config: EcsConfig, handle: Handle, state: dict[str, Any],
 
 
 def _one(
-    aws: Aws, config: EcsConfig, handle: Handle, found: dict[str, dict[str, Any]], missing: dict[str, str], now: float, cancelled: set[str], read_logs: bool
+    aws: Aws,
+    storage: Storage,
+    config: EcsConfig,
+    handle: Handle, found: dict[str, dict[str, Any]], missing: dict[str, str], now: float, cancelled: set[str], read_logs: bool
 ) -> Status:
     arn = handle.state.get("task_arn")
     if arn and not read_logs and arn not in found and arn not in missing and not _settled(handle.state):
@@ -169,7 +175,7 @@ def _one(
     if state.get("final_state") == "cancelled":
         return Status(TaskState.CANCELLED, reason="cancelled", logs=lines, handle=_with(handle, state))
     if not arn:
-        return _not_started(aws, config, handle, state, lines, now, cancelled)
+        return _not_started(aws, storage, config, handle, state, lines, now, cancelled)
     task = found.get(arn)
     if arn in missing:
         reason = f"ECS no longer knows task {arn} ({missing.get(arn, 'MISSING')})"
@@ -184,7 +190,7 @@ def _settled(state: Mapping[str, Any]) -> bool:
     return bool(state.get("notes") or state.get("final_error") or state.get("final_state"))
 
 
-def poll(aws: Aws, config: EcsConfig, handles: Sequence[Handle], cancelled: set[str]) -> list[Status]:
+def poll(aws: Aws, storage: Storage, config: EcsConfig, handles: Sequence[Handle], cancelled: set[str]) -> list[Status]:
     """The status of each handle, in order.
 
     Tasks are described in batches of 100, on the schedule of :mod:`.schedule`: a task
@@ -210,4 +216,4 @@ def poll(aws: Aws, config: EcsConfig, handles: Sequence[Handle], cancelled: set[
             if (task.get("lastStatus") if task is not None else state.get("last_status")) in LOGGING:
                 logging.append((index, state))
     readers = schedule.pick_log_reads(logging, now)
-    return [_one(aws, config, h, found, missing, now, cancelled, i in readers) for i, h in enumerate(handles)]
+    return [_one(aws, storage, config, h, found, missing, now, cancelled, i in readers) for i, h in enumerate(handles)]
