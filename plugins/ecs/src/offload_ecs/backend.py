@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from offload import Backend, BackendContext, BackendError, Handle, Health, Problem, Result, Status, Storage, TaskRequest
-from offload_ecs import adoption, finish, health, launch, runtask, taskconfig, taskdefs, tracking
+from offload_ecs import adoption, finish, health, launch, leftovers, runtask, taskconfig, taskdefs, tracking
 from offload_ecs.aws import Aws
 from offload_ecs.config import EcsConfig, parse_ecs_config
 from offload_ecs.taskconfig import EcsTaskSettings
@@ -21,6 +21,8 @@ class EcsBackend(Backend):
     task_keys: ClassVar[tuple[str, ...]] = ("ecs", "docker")
     task_config_type: ClassVar[type | None] = EcsTaskSettings
     install_hint = "pip install offload-ecs"
+    #: ``offload gc`` leaves a task folder written to more recently than this (seconds).
+    gc_min_age: float = leftovers.MIN_AGE
 
     def __init__(self, config: Any = None, context: BackendContext | None = None) -> None:
         super().__init__(config, context)
@@ -78,6 +80,13 @@ class EcsBackend(Backend):
     def cancel(self, handle: Handle, grace: float = 10.0) -> None:
         """``stop_task`` with a reason; ECS gives the container its ``stopTimeout`` (not ``grace``)."""
         finish.cancel(self.aws, self.storage, handle, self._cancelled)
+
+    def collect_garbage(self, tracked: Sequence[Handle], dry_run: bool = False, project_dir: str | None = None) -> list[str]:
+        """This project's task folders in the temporal storage that no tracked handle names
+        (see :mod:`.leftovers`); nothing when ECS is not configured or the storage cannot list."""
+        if not self.config.configured:
+            return []
+        return leftovers.collect_garbage(self.storage, tracked, dry_run, project_dir, self.gc_min_age)
 
     def check(self) -> Health:
         return health.check(self.aws, self.config, self.storage if self.config.configured else None)
