@@ -217,3 +217,11 @@ def test_url_lifetime_covers_the_timeout_within_the_storages_limit(tmp_path: Pat
     assert storage.url_lifetime(60) == 3660
     assert storage.url_lifetime(None) == storage.max_url_expiry == 7 * 24 * 3600
     assert storage.url_lifetime(30 * 24 * 3600) == storage.max_url_expiry
+
+
+def test_the_readme_documents_every_member_of_the_storage_contract() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Writing a storage") : readme.index("### Hooks")]
+    members = [name for name in vars(Storage) if not name.startswith("_") and name not in ("config",)]
+    missing = [name for name in members if f"`{name}" not in section]
+    assert members and not missing, f"README's 'Writing a storage' does not document: {missing}"
