@@ -73,8 +73,8 @@ class Storage(abc.ABC):
     #: Whether :meth:`list` works (``offload gc`` removes leftovers only where it does).
     can_list: ClassVar[bool] = False
 
-    def __init__(self, config: Any = None) -> None:
-        self.config = config if config is not None else self.config_type()
+    def __init__(self, config: Any) -> None:
+        self.config = config
 
     @classmethod
     def parse_config(cls, data: Mapping[str, Any], where: str) -> tuple[Any, list[Problem]]:
@@ -96,7 +96,8 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def put(self, key: str, data: bytes | IO[bytes]) -> None:
-        """Store ``data`` (bytes, or a binary file open for reading) under ``key``."""
+        """Store ``data`` under ``key``: bytes, or a binary file open for reading, whose bytes
+        from its current position to its end are stored."""
 
     def put_file(self, key: str, path: str) -> None:
         """Store the file at ``path`` under ``key``."""
@@ -105,7 +106,9 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
-        """The bytes under ``key``; :class:`StorageNotFound` when there are none."""
+        """The bytes under ``key``; :class:`StorageNotFound` when the bucket is there and the
+        key is not, a plain :class:`StorageError` when the bucket is missing (a caller must
+        never take a missing bucket for a task that sent nothing back)."""
 
     @abc.abstractmethod
     def exists(self, key: str) -> bool:

@@ -70,8 +70,9 @@ class StorageContract:
         storage.put_file("run-1/project.tar.gz", str(path))
         assert storage.get("run-1/project.tar.gz") == path.read_bytes()
         with open(path, "rb") as f:
+            f.seek(1000)
             storage.put("run-1/again.tar.gz", f)
-        assert storage.get("run-1/again.tar.gz") == path.read_bytes()
+        assert storage.get("run-1/again.tar.gz") == path.read_bytes()[1000:], "a file is stored from where it stands"
         assert storage.exists("run-1/a.bin")
 
     def test_a_missing_key_is_not_found(self, storage: Storage) -> None:
@@ -135,6 +136,9 @@ class StorageContract:
         with pytest.raises(StorageError) as info:
             missing_bucket_storage.put("x", b"x")
         assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
+        with pytest.raises(StorageError) as info:
+            missing_bucket_storage.get("x")
+        assert not isinstance(info.value, StorageNotFound), "a missing bucket is not a missing key"
 
     def test_refused_credentials_are_one_clear_error(self, wrong_credentials_storage: tuple[Storage, str]) -> None:
         storage, secret = wrong_credentials_storage

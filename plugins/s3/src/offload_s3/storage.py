@@ -55,7 +55,7 @@ class S3Storage(Storage):
     credential_attempts = 5
     credential_delay = 0.5
 
-    def __init__(self, config: Any = None, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, config: S3Config, sleep: Callable[[float], None] = time.sleep) -> None:
         super().__init__(config)
         self.config: S3Config
         self._client: BaseClient | None = None
