@@ -7,30 +7,14 @@ find nothing (no key file, an empty gcloud config, no metadata server).
 
 from __future__ import annotations
 
-import atexit
-import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from gcs_harness import GOOD_EMAIL, PROJECT, REFUSED_EMAIL, Emulator, TokenServer, loopback_only, new_private_key, offline_environment, service_account_info
 
-# Set before google-auth is imported: it reads NO_GCE_CHECK once, at import.
-_GCLOUD = tempfile.mkdtemp(prefix="offload-gcs-gcloud-")
-atexit.register(shutil.rmtree, _GCLOUD, True)
-for _name, _value in {
-    "CLOUDSDK_CONFIG": _GCLOUD,  # no `gcloud auth application-default login` credentials
-    "NO_GCE_CHECK": "true",  # google-auth does not look for a metadata server...
-    "GCE_METADATA_HOST": "127.0.0.1:1",  # ...and would find none on 127.0.0.1 if it did
-    "GCE_METADATA_IP": "127.0.0.1:1",
-}.items():
-    os.environ[_name] = _value
-for _name in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "API_ENDPOINT_OVERRIDE"):
-    os.environ.pop(_name, None)
-
-from gcs_harness import GOOD_EMAIL, PROJECT, REFUSED_EMAIL, Emulator, TokenServer, new_private_key, service_account_info  # noqa: E402
+offline_environment()  # before google-auth is imported
 
 from offload_gcs import GcsConfig, GcsStorage  # noqa: E402
 
@@ -50,11 +34,7 @@ def _no_regional_access_boundary_lookup() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A request of a test to anywhere but 127.0.0.1 goes to a proxy that is not there (unresolved, unsent)."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.setenv(name, "http://127.0.0.1:1")
-    for name in ("NO_PROXY", "no_proxy"):
-        monkeypatch.setenv(name, "127.0.0.1,localhost")
+    loopback_only(monkeypatch)
 
 
 @pytest.fixture(scope="session")

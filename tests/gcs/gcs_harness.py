@@ -30,6 +30,38 @@ GOOD_EMAIL = "offload@offload-test.iam.gserviceaccount.com"
 PROJECT = "offload-test"
 
 
+def offline_environment() -> None:
+    """Keep google-auth to what a test gives it: no Application Default Credentials, no
+    metadata server. Call it before google-auth is imported (it reads NO_GCE_CHECK once)."""
+    gcloud = tempfile.mkdtemp(prefix="offload-gcs-gcloud-")
+    os.environ.update(
+        CLOUDSDK_CONFIG=gcloud,  # no `gcloud auth application-default login` credentials
+        NO_GCE_CHECK="true",  # google-auth does not look for a metadata server...
+        GCE_METADATA_HOST="127.0.0.1:1",  # ...and would find none on 127.0.0.1 if it did
+        GCE_METADATA_IP="127.0.0.1:1",
+    )
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "API_ENDPOINT_OVERRIDE"):
+        os.environ.pop(name, None)
+
+
+def loopback_only(monkeypatch: Any) -> None:
+    """Every HTTP request of a test stays on 127.0.0.1.
+
+    A request to anywhere else goes to a proxy that is not there (so it is not even resolved),
+    and google-auth's Regional Access Boundary lookup (after each token, it asks
+    iamcredentials.googleapis.com where the service account may be used) is switched off.
+    """
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:1")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+    from google.auth import credentials
+
+    boundary = getattr(credentials, "CredentialsWithRegionalAccessBoundary", None)
+    if boundary is not None and hasattr(boundary, "_is_regional_access_boundary_lookup_required"):
+        monkeypatch.setattr(boundary, "_is_regional_access_boundary_lookup_required", lambda self: False)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
