@@ -6,22 +6,13 @@ the instance metadata service is switched off, and the shared config files are e
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ecs_harness.offline import offline_aws_environment
 
-_EMPTY = tempfile.NamedTemporaryFile(prefix="offload-ecs-aws-", delete=False)
-for _name, _value in {
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "AWS_CONFIG_FILE": _EMPTY.name,
-    "AWS_SHARED_CREDENTIALS_FILE": _EMPTY.name,
-}.items():
-    os.environ[_name] = _value
-for _name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION"):
-    os.environ.pop(_name, None)
+offline_aws_environment()
 
 from ecs_harness.server import MotoServer  # noqa: E402
 from ecs_harness.world import IMAGE, World  # noqa: E402

@@ -7,9 +7,7 @@ config files are empty, so only the credentials a test gives are used.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,10 +17,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ecs"))  # the shared AWS test server
 
-_EMPTY = tempfile.NamedTemporaryFile(prefix="offload-s3-aws-", delete=False)
-os.environ.update(AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=_EMPTY.name, AWS_SHARED_CREDENTIALS_FILE=_EMPTY.name)
-for _name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION"):
-    os.environ.pop(_name, None)
+from ecs_harness.offline import offline_aws_environment
+
+offline_aws_environment()
 
 from ecs_harness.server import MotoServer  # noqa: E402
 
