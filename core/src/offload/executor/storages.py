@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from offload.executor.config import STORAGE_INSTALL_HINTS
+from offload.executor.errors import ConfigError
 from offload.executor.models import Problem
 from offload.executor.registry import Registry
 from offload.executor.storage import Storage, StorageConfig
@@ -79,7 +80,7 @@ class Storages:
         problems = [
             Problem(f"{where}.{key}", f"unknown key (known keys: type, {', '.join(self._known())})", fatal=True)
             for key in sorted(str(k) for k in section)
-            if key != "type" and key not in self._known() and key not in self.registry
+            if key != "type" and key not in self._known()
         ]
         cls = self.registry.get(name)
         if cls is None:
@@ -105,8 +106,6 @@ class Storages:
         if storage is None:
             cls = self.registry.get(config.type)
             if cls is None:  # the config was parsed with another registry
-                from offload.executor.errors import ConfigError
-
                 raise ConfigError([Problem(f"{config.where}.type", self._unavailable(config.type), fatal=True)])
             storage = self._open[config.where] = cls(config.config)
         return storage
