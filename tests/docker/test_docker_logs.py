@@ -5,14 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
+import pytest
 
 import offload
 from offload import from_json, to_json
 from offload.testing import make_request, wait_for
+from offload_docker import follow
 from offload_docker.logs import MAX_LINE, SPLIT_MARKER
 
 Make = Callable[..., offload.Executor]
@@ -44,6 +47,34 @@ def test_long_lines_arrive_whole_or_split_by_offloads_rule_never_with_timestamps
 
 
 def test_the_last_line_arrives_without_a_newline(docker_executor: Make, project: Path, image: str) -> None:
+    executor = docker_executor()
+    result, logs = wait_for(executor, executor.submit(make_request(project, "echo one; printf 'no newline'", {"docker": {"image": image}}), backend="docker"))
+    assert result.ok
+    assert logs == ["one", "no newline"]
+
+
+def test_the_last_line_comes_even_when_the_engine_ends_the_follow_reply_without_it(
+    docker_executor: Make, project: Path, image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moby #43860: a follow reply may end before the last message when it has no newline.
+
+    The engine's bug is played by cutting the last frame off every follow reply; the
+    plain read offload makes once the container has stopped must bring the line back."""
+    real_body = follow.body
+
+    def body_without_last_frame(response: Any) -> Iterator[bytes]:
+        data = b"".join(real_body(response))
+        if "follow=1" not in str(response.url):
+            yield data
+            return
+        frames, pos = [], 0
+        while pos + 8 <= len(data):
+            end = pos + 8 + int.from_bytes(data[pos + 4 : pos + 8], "big")
+            frames.append(data[pos:end])
+            pos = end
+        yield b"".join(frames[:-1])
+
+    monkeypatch.setattr(follow, "body", body_without_last_frame)
     executor = docker_executor()
     result, logs = wait_for(executor, executor.submit(make_request(project, "echo one; printf 'no newline'", {"docker": {"image": image}}), backend="docker"))
     assert result.ok

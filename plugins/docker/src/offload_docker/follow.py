@@ -39,8 +39,17 @@ class Follower:
     follower from the handle's cursor rather than skip or repeat lines.
     """
 
-    def __init__(self, api: Any, container_id: str, cursor: LogCursor, connect_timeout: float | None, on_activity: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        api: Any,
+        container_id: str,
+        cursor: LogCursor,
+        connect_timeout: float | None,
+        on_activity: Callable[[], None],
+        follow: bool = True,
+    ) -> None:
         self.api = api
+        self.follow = follow
         self.container_id = container_id
         self.delivered = cursor
         self.connect_timeout = connect_timeout
@@ -62,6 +71,10 @@ class Follower:
     def start(self) -> None:
         """Start reading (separate from making it, so the owner can record it first)."""
         self._thread.start()
+
+    def read(self) -> None:
+        """Read the whole reply in the caller's thread (for ``follow=False``: the log as it is now)."""
+        self._run()
 
     # -- the poll's side -------------------------------------------------------------
 
@@ -108,12 +121,15 @@ class Follower:
             self.on_activity()
 
     def _open(self) -> requests.Response | None:
-        params: dict[str, Any] = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 1}
+        params: dict[str, Any] = {"stdout": 1, "stderr": 1, "timestamps": 1}
+        if self.follow:
+            params["follow"] = 1
         since = self.delivered.since()
         if since is not None:
             params["since"] = since
         url = f"{self.api.base_url}/v{self.api.api_version}/containers/{self.container_id}/logs"
-        response: requests.Response = self.api.get(url, params=params, stream=True, timeout=(self.connect_timeout, None))
+        read_timeout = None if self.follow else self.connect_timeout
+        response: requests.Response = self.api.get(url, params=params, stream=True, timeout=(self.connect_timeout, read_timeout))
         if response.status_code == 404:  # removed meanwhile: the poll finds out from the engine
             response.close()
             return None

@@ -100,6 +100,11 @@ class ContainerWatch:
         self.unfollow(container_id)
         if state.get("Status") == "created":
             return self._created(handle, logs, changed)
+        if follower.unreadable is None:
+            late, after = self.read_rest(handle, follower.delivered)
+            if after is not None:
+                handle, changed = handle.with_state(**after.to_state()), True
+                logs, update = [*logs, *late], handle
         found = outcome.from_container(handle, state)
         return Status(found.state, exit_code=found.exit_code, reason=found.error, logs=logs, handle=update)
 
@@ -143,6 +148,20 @@ class ContainerWatch:
         self._followers[container_id] = follower
         follower.start()
         return follower
+
+    def read_rest(self, handle: Handle, cursor: LogCursor) -> tuple[list[str], LogCursor | None]:
+        """The lines of a stopped container's log after ``cursor`` that its follow reply left out.
+
+        The engine may end a follow reply without the last message when it has no newline
+        (moby #43860): once the container has stopped, its log is complete, and one plain
+        read from the cursor brings what is missing. Best effort: a failed read adds nothing.
+        """
+        rest = Follower(self.api(handle), str(handle.state["container"]), cursor, self.config.api_timeout, lambda: None, follow=False)
+        rest.read()
+        if rest.failed is not None or rest.unreadable is not None:
+            return [], None
+        lines, after, _ = rest.take()
+        return lines, after
 
     def unfollow(self, container_id: str) -> None:
         follower = self._followers.pop(container_id, None)
