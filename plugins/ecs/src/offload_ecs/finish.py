@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from offload import BackendError, Handle, Result, Storage, StorageError, StorageNotFound, TaskState
-from offload_ecs import archive
+from offload.remote import extract_archive
 from offload_ecs.aws import Aws
 from offload_ecs.outcome import CANCEL_REASON, final, timestamp
 from offload_ecs.tracking import cancel_marker, describe, stop
@@ -21,7 +21,7 @@ def _download(storage: Storage, state: dict[str, Any], dest: str) -> bool:
     except StorageError as e:
         raise BackendError(f"ecs: cannot download the task's output: {e}") from None
     try:
-        archive.extract(data, dest)
+        extract_archive(data, dest)
     except Exception as e:  # noqa: BLE001 - a broken archive is the task's problem, reported as such
         raise BackendError(f"ecs: the task's output archive cannot be unpacked: {e}") from None
     return True

@@ -19,8 +19,8 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from offload import BackendError, Storage, TaskRequest
-from offload_ecs import archive, bootstrap, identity
+from offload import BackendError, Storage, TaskRequest, remote
+from offload_ecs import identity
 from offload_ecs.aws import Aws
 from offload_ecs.config import EcsConfig
 from offload_ecs.kwargs import merge_run_task_kwargs, validate_params
@@ -192,8 +192,8 @@ def command(storage: Storage, state: Mapping[str, Any], script: Mapping[str, Any
     """
     get_url, put_url = urls(storage, state)
     if script["in_archive"]:
-        return bootstrap.loader(get_url, None)
-    return bootstrap.loader(get_url, bootstrap.body(script["argv"], script["workdir"], script["io_dir"], put_url, state["marker"]))
+        return remote.loader(get_url, None)
+    return remote.loader(get_url, remote.task_body(script["argv"], script["workdir"], script["io_dir"], put_url, state["marker"]))
 
 
 def with_command(params: Mapping[str, Any], container: str, text: str) -> dict[str, Any]:
@@ -219,14 +219,14 @@ def prepare(
     io_dir = os.path.normpath(request.io_dir)
     workdir = os.path.normpath(request.workdir)
     script: dict[str, Any] = {"argv": list(request.argv), "workdir": workdir, "io_dir": io_dir, "in_archive": False}
-    body = bootstrap.body(request.argv, workdir, io_dir, put_url, state["marker"])
+    body = remote.task_body(request.argv, workdir, io_dir, put_url, state["marker"])
     notes: list[str] = []
     extra: dict[str, str] = {}
     env: dict[str, str] | None = dict(request.env)
     env_files: list[dict[str, str]] = []
-    params = build_params(config, td, request, bootstrap.loader(get_url, body), env, env_files)
+    params = build_params(config, td, request, remote.loader(get_url, body), env, env_files)
     if _size(params["overrides"]) > OVERRIDE_LIMIT and request.env:
-        text = bootstrap.env_file(request.env) if config.settings.use_environment_file else None
+        text = remote.env_file(request.env) if config.settings.use_environment_file else None
         arn = environment_file_arn(storage, base + "task.env")
         if text is not None and arn is not None:
             state["env_key"] = base + "task.env"
@@ -235,7 +235,7 @@ def prepare(
             notes.append("the environment goes in an ECS environment file: inline it would pass the 8192-character override limit")
         else:
             try:
-                extra["env.sh"] = bootstrap.env_script(request.env)
+                extra["env.sh"] = remote.env_script(request.env)
             except ValueError as e:
                 raise BackendError(f"ecs: the environment is too large for the container override and {e}") from None
             why = ""
@@ -243,11 +243,11 @@ def prepare(
                 why = " (ECS reads environment files from S3 only)" if arn is None else " (a value has a line break, which environment files cannot hold)"
             notes.append(f"the environment goes in the project archive: inline it would pass the 8192-character override limit{why}")
         env = None
-        params = build_params(config, td, request, bootstrap.loader(get_url, body), env, env_files)
+        params = build_params(config, td, request, remote.loader(get_url, body), env, env_files)
     if _size(params["overrides"]) > OVERRIDE_LIMIT:
         extra["main.sh"] = body
         script["in_archive"] = True
-        params = build_params(config, td, request, bootstrap.loader(get_url, None), env, env_files)
+        params = build_params(config, td, request, remote.loader(get_url, None), env, env_files)
         notes.append("the command goes in the project archive: inline it would pass the 8192-character override limit")
     if _size(params["overrides"]) > OVERRIDE_LIMIT:
         raise BackendError(
@@ -257,7 +257,7 @@ def prepare(
     problems = validate_params(params)
     if problems:
         raise BackendError("ecs: the RunTask call would be invalid: " + "; ".join(problems))
-    path = archive.build(request.project_dir, io_dir, extra)
+    path = remote.build_archive(request.project_dir, io_dir, extra)
     try:
         storage.put_file(state["input_key"], path)
     finally:

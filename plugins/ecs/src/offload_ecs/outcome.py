@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from offload import TaskState
-from offload_ecs.bootstrap import SETUP_FAILED
+from offload.remote import SETUP_FAILED
 
 CANCEL_REASON = "offload: cancelled"
 TIMEOUT_PREFIX = "offload: timed out"

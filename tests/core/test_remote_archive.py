@@ -6,7 +6,7 @@ import io
 import tarfile
 from pathlib import Path
 
-from offload_ecs import archive
+from offload.remote import build_archive, extract_archive
 
 
 def test_the_project_archive_skips_git_and_other_tasks_io(tmp_path: Path) -> None:
@@ -20,7 +20,7 @@ def test_the_project_archive_skips_git_and_other_tasks_io(tmp_path: Path) -> Non
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.py").write_text("print(1)")
     (tmp_path / "empty").mkdir()
-    path = archive.build(str(tmp_path), ".offload/io/mine", {"env.sh": "export A=1\n"})
+    path = build_archive(str(tmp_path), ".offload/io/mine", {"env.sh": "export A=1\n"})
     try:
         with tarfile.open(path) as tar:
             names = set(tar.getnames())
@@ -42,7 +42,7 @@ def test_an_io_archive_cannot_write_outside_the_io_directory(tmp_path: Path) -> 
         link.linkname = "/etc/passwd"
         tar.addfile(link)
     dest = tmp_path / "io"
-    skipped = archive.extract(data.getvalue(), str(dest))
+    skipped = extract_archive(data.getvalue(), str(dest))
     assert (dest / "output.json").read_text() == "{}"
     assert sorted(skipped) == ["../escaped.txt", "/etc/evil", "link"]
     assert not (tmp_path / "escaped.txt").exists() and not (dest / "link").exists()

@@ -40,12 +40,13 @@ def _project_files(project_dir: str, io_dir: str) -> Iterator[str]:
                 yield os.path.relpath(os.path.join(root, name), project_dir)
 
 
-def build(project_dir: str, io_dir: str, extra: Mapping[str, str]) -> str:
+def build_archive(project_dir: str, io_dir: str, extra: Mapping[str, str]) -> str:
     """A gzipped tar of the project plus ``extra`` files (name under ``offload/`` to text); its path."""
-    fd, path = tempfile.mkstemp(prefix="offload-ecs-", suffix=".tar.gz")
+    fd, path = tempfile.mkstemp(prefix="offload-project-", suffix=".tar.gz")
     os.close(fd)
     try:
         with tarfile.open(path, "w:gz") as tar:
+            tar.add(project_dir, arcname="project", recursive=False)  # there even when the project is empty
             for rel in _project_files(project_dir, io_dir):
                 tar.add(os.path.join(project_dir, rel), arcname=f"project/{rel}", recursive=False)
             for name, text in sorted(extra.items()):
@@ -71,7 +72,7 @@ def _safe(member: tarfile.TarInfo, dest: str) -> bool:
     return member.isfile() or member.isdir()
 
 
-def extract(data: bytes, dest: str) -> list[str]:
+def extract_archive(data: bytes, dest: str) -> list[str]:
     """Unpack the io archive ``data`` into ``dest``; members that would leave it are skipped."""
     dest = os.path.realpath(dest)
     os.makedirs(dest, exist_ok=True)
