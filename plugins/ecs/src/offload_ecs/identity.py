@@ -16,8 +16,11 @@ task id (the project too, since a cluster is shared and embedders choose task id
 from __future__ import annotations
 
 import hashlib
-import os
 
+from offload.remote.identity import project_digest, submission_digest
+
+#: What sets ECS's digests apart from other backends' (and keeps those of earlier journals).
+KIND = "offload-ecs"
 #: Tag of every task offload starts: the submission's digest (64 hex characters).
 SUBMISSION_TAG = "offload.submission"
 
@@ -25,19 +28,13 @@ SUBMISSION_TAG = "offload.submission"
 def submission_id(project_dir: str, task_id: str) -> str:
     """64 hex characters naming the submission of ``task_id`` in ``project_dir`` (a request's
     fields): the same for a retry of the call or a resumed driver."""
-    digest = hashlib.sha256(b"offload-ecs submission\0")
-    digest.update(os.path.realpath(project_dir).encode("utf-8", "surrogateescape"))
-    digest.update(b"\0")
-    digest.update(task_id.encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()
+    return submission_digest(KIND, project_dir, task_id)
 
 
 def project_tag(project_dir: str) -> str:
     """16 hex characters naming the project in storage keys, so that ``offload gc`` of one
     project lists its own leftovers only."""
-    digest = hashlib.sha256(b"offload-ecs project\0")
-    digest.update(os.path.realpath(project_dir).encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()[:16]
+    return project_digest(KIND, project_dir)
 
 
 def client_token(submission: str, attempt: int) -> str:
