@@ -8,7 +8,7 @@ engine mounts) and how the io directory returns (a presigned PUT, or in the log)
 """
 
 from offload.remote.archive import build_archive, extract_archive
-from offload.remote.script import INLINE_BEGIN, INLINE_END, SETUP_FAILED, env_file, env_script, loader, quote_word, task_body
+from offload.remote.script import INLINE_BEGIN, INLINE_END, SETUP_FAILED, env_file, env_script, find_marker, loader, quote_word, task_body
 
 __all__ = [
     "INLINE_BEGIN",
@@ -18,6 +18,7 @@ __all__ = [
     "env_file",
     "env_script",
     "extract_archive",
+    "find_marker",
     "loader",
     "quote_word",
     "task_body",

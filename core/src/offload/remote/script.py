@@ -106,6 +106,19 @@ def _send_inline(marker: str, limit: int) -> list[str]:
 INLINE_BEGIN, INLINE_END = ":output", ":end"
 
 
+def find_marker(line: str, marker: str) -> tuple[str, str | None]:
+    """Whether a log line is one of the script's own: ``(text before it, which)``.
+
+    ``which`` is ``"end"`` (the end-of-log marker), ``"output"`` or ``"output-end"`` (around
+    an io archive in the log), or ``None`` for a line of the task. A command whose output
+    does not end with a newline has its last text on the marker's line: that text is the
+    task's, and is returned first."""
+    for suffix, which in ((INLINE_BEGIN, "output"), (INLINE_END, "output-end"), ("", "end")):
+        if line.endswith(marker + suffix):
+            return line[: len(line) - len(marker + suffix)], which
+    return line, None
+
+
 def task_body(argv: Sequence[str], workdir: str, io_dir: str, put_url: str | None, marker: str, inline_limit: int = 0) -> str:
     """The part that runs the command and sends the io directory back.
 

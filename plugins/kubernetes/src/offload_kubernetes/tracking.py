@@ -1,0 +1,157 @@
+"""Polling: the state of every task from one LIST of Jobs and one LIST of pods per namespace.
+
+A poll never GETs a pod or a Job by name: the project's label selects them all at once
+(``offload.project``), so the calls per poll do not grow with the number of tasks; the
+only other calls are log reads of pods that run or have just ended.
+
+The handle remembers the pod it saw first: a pod replaced behind offload's back (deleted
+from outside, so the Job made another) fails the task rather than run it twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from offload import Handle, Status, TaskState
+from offload_kubernetes import jobspec, logs, podstate
+from offload_kubernetes.client import Kube, KubeError
+from offload_kubernetes.config import KubernetesConfig
+
+
+def list_objects(kube: Kube, path: str, project: str) -> list[dict[str, Any]]:
+    answer = kube.request("GET", path, query={"labelSelector": f"{jobspec.PROJECT_LABEL}={project}"})
+    return list((answer or {}).get("items") or [])
+
+
+def delete_job(kube: Kube, namespace: str, name: str, policy: str = "Background", grace: int | None = None) -> None:
+    body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": policy}
+    if grace is not None:
+        body["gracePeriodSeconds"] = grace
+    try:
+        kube.request("DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}", body=body)
+    except KubeError as e:
+        if e.status != 404:
+            raise
+
+
+def _created(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("creationTimestamp") or "")
+
+
+class Poll:
+    """One poll of some handles: the lists it made, and what it found per handle."""
+
+    def __init__(self, kube: Kube, config: KubernetesConfig, cancelled: set[str]) -> None:
+        self.kube, self.config, self.cancelled = kube, config, cancelled
+        self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.pods: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    def load(self, handles: Sequence[Handle]) -> None:
+        for namespace, project in sorted({(str(h.state["namespace"]), str(h.state["project"])) for h in handles}):
+            for job in list_objects(self.kube, f"/apis/batch/v1/namespaces/{namespace}/jobs", project):
+                self.jobs[(namespace, job["metadata"]["uid"])] = job
+            for pod in sorted(list_objects(self.kube, f"/api/v1/namespaces/{namespace}/pods", project), key=_created):
+                owner = (pod["metadata"].get("labels") or {}).get("controller-uid", "")
+                self.pods.setdefault((namespace, owner), []).append(pod)
+
+    def status(self, handle: Handle) -> Status:
+        state = handle.state
+        if state.get("final"):
+            final = state["final"]
+            return Status(TaskState(final["state"]), exit_code=final["exit_code"], reason=final["error"])
+        namespace, uid = str(state["namespace"]), str(state["job_uid"])
+        job = self.jobs.get((namespace, uid))
+        cancelled = uid in self.cancelled or bool(job and job["metadata"].get("deletionTimestamp"))
+        pods = self.pods.get((namespace, uid), [])
+        if job is None and not pods:
+            if cancelled:
+                return self._final(handle, [], {}, TaskState.CANCELLED, None, "cancelled")
+            why = f"the Job {state['job']} was deleted outside offload before the task finished (or its ttlSecondsAfterFinished passed)"
+            return self._final(handle, [], {}, TaskState.FAILED, None, why)
+        known = state.get("pod_uid")
+        pod = next((p for p in pods if p["metadata"]["uid"] == known), None) if known else (pods[0] if pods else None)
+        if known and pod is None:
+            self._stop(handle)
+            why = f"the pod {state.get('pod')} was deleted outside offload"
+            return self._final(handle, [], {}, TaskState.CANCELLED if cancelled else TaskState.FAILED, None, "cancelled" if cancelled else why)
+        if pod is None:
+            return self._not_started(handle, job, None, {})
+        updates: dict[str, Any] = {}
+        if not known:
+            updates.update(pod=pod["metadata"]["name"], pod_uid=pod["metadata"]["uid"])
+        if not podstate.started(pod) and not podstate.terminated(pod):
+            if pod["metadata"].get("deletionTimestamp") and cancelled:
+                return self._final(handle, [], updates, TaskState.CANCELLED, None, "cancelled")
+            return self._not_started(handle, job, pod, updates)
+        return self._started(handle, pod, updates, cancelled)
+
+    def _started(self, handle: Handle, pod: dict[str, Any], updates: dict[str, Any], cancelled: bool) -> Status:
+        state = handle.state
+        namespace, name = str(state["namespace"]), pod["metadata"]["name"]
+        cursor = logs.LogCursor.from_state(state)
+        ended = podstate.terminated(pod)
+        lines: list[str] = []
+        if not cursor.ended:
+            try:
+                lines, after = logs.read(self.kube, namespace, name, cursor, str(state["marker"]), ended)
+            except KubeError as e:
+                if e.status not in (400, 404):  # 400: the container is not there yet / any more
+                    raise
+                after = cursor
+            if after != cursor:
+                updates.update(after.to_state())
+        deleted_outside = bool(pod["metadata"].get("deletionTimestamp")) and not cancelled
+        if deleted_outside:
+            self._stop(handle)
+            return self._final(handle, lines, updates, TaskState.FAILED, None, f"the pod {name} was deleted outside offload while the task ran")
+        if not ended:
+            return Status(TaskState.RUNNING, logs=lines, handle=handle.with_state(**updates) if updates else None)
+        end = podstate.ending(pod, state.get("timeout"))
+        if cancelled and end.state is not TaskState.SUCCEEDED:
+            return self._final(handle, lines, updates, TaskState.CANCELLED, end.exit_code, "cancelled", end.started_at, end.finished_at)
+        return self._final(handle, lines, updates, end.state, end.exit_code, end.error, end.started_at, end.finished_at)
+
+    def _not_started(self, handle: Handle, job: dict[str, Any] | None, pod: dict[str, Any] | None, updates: dict[str, Any]) -> Status:
+        state = handle.state
+        failure = podstate.job_failure(job or {})
+        if failure:
+            return self._final(handle, [], updates, TaskState.FAILED, None, failure)
+        lines = []
+        reason = podstate.waiting_reason(pod) if pod is not None else None
+        if reason and reason != state.get("waiting"):
+            lines.append(f"offload: the pod waits to start: {reason}")
+            updates["waiting"] = reason
+        waited = time.time() - float(state.get("submitted_at") or time.time())
+        hopeless = reason is not None and reason.split(":")[0] in podstate.HOPELESS
+        limit = self.config.settings.pending_timeout
+        if hopeless or waited > limit:
+            self._stop(handle)
+            why = f"the pod did not start within {limit:g} s (pending_timeout)" if not hopeless else "the pod cannot start"
+            return self._final(handle, lines, updates, TaskState.FAILED, None, f"{why}: {reason or 'no pod was created'}")
+        return Status(TaskState.PENDING, logs=lines, handle=handle.with_state(**updates) if updates else None)
+
+    def _stop(self, handle: Handle) -> None:
+        """Delete the Job of a task that failed while its pod waits or was replaced: nothing of it runs on."""
+        delete_job(self.kube, str(handle.state["namespace"]), str(handle.state["job"]))
+
+    def _final(
+        self,
+        handle: Handle,
+        lines: list[str],
+        updates: dict[str, Any],
+        state: TaskState,
+        code: int | None,
+        error: str | None,
+        started_at: float | None = None,
+        finished_at: float | None = None,
+    ) -> Status:
+        final = {"state": state.value, "exit_code": code, "error": error, "started_at": started_at, "finished_at": finished_at or time.time()}
+        return Status(state, exit_code=code, reason=error, logs=lines, handle=handle.with_state(**updates, final=final))
+
+
+def poll(kube: Kube, config: KubernetesConfig, handles: Sequence[Handle], cancelled: set[str]) -> list[Status]:
+    one = Poll(kube, config, cancelled)
+    one.load([h for h in handles if not h.state.get("final")])
+    return [one.status(h) for h in handles]
