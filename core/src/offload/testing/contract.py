@@ -120,6 +120,11 @@ class BackendContract:
         assert result.exit_code == 0
         assert "hello from offload" in "\n".join(logs)
 
+    def test_the_last_line_comes_whole_without_a_newline(self, executor: Executor, project: Path, task_config: dict[str, Any]) -> None:
+        result, logs = self.run(executor, make_request(project, "echo first; printf 'no newline at the end'", task_config))
+        assert result.ok
+        assert logs[-1] == "no newline at the end"
+
     def test_stderr_reaches_the_log_too(self, executor: Executor, project: Path, task_config: dict[str, Any]) -> None:
         result, logs = self.run(executor, make_request(project, "echo to-stderr >&2", task_config))
         assert result.ok

@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from offload.remote import find_marker
 from offload_ecs.aws import Aws, error_code
 from offload_ecs.schedule import backoff, staggered
 
@@ -43,9 +44,11 @@ def read(aws: Aws, state: dict[str, Any], now: float | None = None) -> tuple[lis
         events = page.get("events") or []
         new_token = page.get("nextForwardToken") or token
         for event in events:
-            message = str(event.get("message", "")).rstrip("\r\n")
-            if message == marker:
+            message, which = find_marker(str(event.get("message", "")).rstrip("\r\n"), marker)
+            if which == "end":
                 seen = True
+                if message:  # the command's last output had no newline
+                    lines.append(message)
                 continue
             lines.append(message)
         if not events or new_token == token:
