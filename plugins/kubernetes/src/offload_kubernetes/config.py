@@ -133,10 +133,19 @@ def _storages(data: Any, where: str, context: BackendContext, problems: list[Pro
         if key in data:
             found[key], errors = context.storages.parse(data[key], f"{where}.{key}")
             problems.extend(errors)
-    if (found["in"] is None) != (found["out"] is None) and not problems:
+    if (found["in"] is None) != (found["out"] is None) and not (set(data) - {"in", "out"}):
         missing = "out" if found["out"] is None else "in"
         problems.append(_fatal(f"{where}.{missing}", "required with the other: the project goes in and the io directory comes out through a storage"))
     return found["in"], found["out"]
+
+
+def _known_only(section: Any) -> ClusterSettings | None:
+    """The section without its unknown keys, so their neighbours are checked as well."""
+    if not isinstance(section, Mapping):
+        return None
+    names = {f.name for f in attrs.fields(ClusterSettings)}
+    settings, errors = structure_strict(ClusterSettings, {k: v for k, v in section.items() if k in names}, "")
+    return settings if not errors else None
 
 
 def parse_kubernetes_config(data: Mapping[str, Any], where: str, context: BackendContext) -> tuple[KubernetesConfig | None, list[Problem]]:
@@ -162,8 +171,9 @@ def parse_kubernetes_config(data: Mapping[str, Any], where: str, context: Backen
                 del section[key]
     settings, errors = structure_strict(ClusterSettings, section, f"{where}.{name}")
     problems.extend(errors)
-    if settings is not None:
-        _check(settings, f"{where}.{name}", problems)
+    checked = settings if settings is not None else _known_only(section)
+    if checked is not None:
+        _check(checked, f"{where}.{name}", problems)
     storage_in, storage_out = _storages(data.get("config_storage"), f"{where}.config_storage", context, problems)
     if problems or settings is None:
         return None, problems

@@ -151,7 +151,13 @@ def parse(config: KubernetesConfig, sections: Mapping[str, Any], where: str) -> 
     if not config.configured:
         return None, [Problem("command_executor.kubernetes", "not configured (the system config has no kubernetes section with name)")]
     at = f"{where}: kubernetes"
-    section, problems = structure_strict(KubernetesSection, sections.get("kubernetes") or {}, at)
+    raw = sections.get("kubernetes") or {}
+    section, problems = structure_strict(KubernetesSection, raw, at)
+    if section is None and isinstance(raw, Mapping) and problems:  # check the known keys too
+        names = {f.name for f in attrs.fields(KubernetesSection)}
+        section, errors = structure_strict(KubernetesSection, {k: v for k, v in raw.items() if k in names}, at)
+        if errors:
+            return None, problems
     if section is None:
         return None, problems
     _check_pod(section.Pod, at, problems)
