@@ -126,15 +126,20 @@ def test_random_configs_load_or_fail_clearly(tmp_path_factory: pytest.TempPathFa
     assert "unexpected" not in err, err
 
 
-def _without_docker(monkeypatch: pytest.MonkeyPatch) -> None:
+def _without(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """As if the distribution of plugin ``name`` were not installed."""
     import importlib.metadata
 
     real = importlib.metadata.entry_points
 
-    def without_docker(**kwargs: object) -> object:
-        return [ep for ep in real(**kwargs) if ep.name != "docker"]  # type: ignore[arg-type]
+    def without(**kwargs: object) -> object:
+        return [ep for ep in real(**kwargs) if ep.name != name]  # type: ignore[arg-type]
 
-    monkeypatch.setattr(importlib.metadata, "entry_points", without_docker)
+    monkeypatch.setattr(importlib.metadata, "entry_points", without)
+
+
+def _without_docker(monkeypatch: pytest.MonkeyPatch) -> None:
+    _without(monkeypatch, "docker")
 
 
 @pytest.mark.parametrize("command", ["explain", "run"])
@@ -152,7 +157,10 @@ def test_a_task_for_a_missing_backend_is_not_run_elsewhere(
     assert not (tmp_path / ".offload" / "io").exists(), "nothing was launched"
 
 
-def test_a_task_section_of_a_backend_offload_knows_but_nobody_installed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_task_section_of_a_backend_offload_knows_but_nobody_installed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _without(monkeypatch, "kubernetes")
     (tmp_path / "flow.dig").write_text("+a:\n  kubernetes:\n    namespace: batch\n  sh>: echo hi\n")
     assert main(["run", str(tmp_path / "flow.dig")]) == 2
     assert "+flow+a: kubernetes: set for this task, but the kubernetes backend is not installed (pip install offload-kubernetes)" in capsys.readouterr().err

@@ -147,6 +147,10 @@ def explain_lines(workflow: Workflow, executor: Executor, session: Mapping[str, 
     system = executor.system
     order = system.type if system.type != "auto" else " -> ".join(system.order)
     lines.append(f"workflow {workflow.name} ({workflow.path}); config {system.source}; backends: {order}")
+    chosen = {system.type} if system.type != "auto" else set(system.order)
+    for name in sorted(n for n, section in system.sections.items() if section and n not in chosen):
+        # As in Digdag, a section alone does not select a backend: say so, or it looks ignored.
+        lines.append(f"note: command_executor.{name} is configured but not used: set command_executor.type: {name}, or list it in command_executor.order")
     for plan in check_workflow(workflow, executor, session, secrets):
         if plan.selection is None:
             lines.append(f"{plan.task.name}: {plan.note}")
