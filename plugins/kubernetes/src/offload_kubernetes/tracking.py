@@ -19,6 +19,10 @@ from offload_kubernetes import jobspec, logs, podstate
 from offload_kubernetes.client import Kube, KubeError
 from offload_kubernetes.config import KubernetesConfig
 
+#: A quiet pod's log is read again after QUIET_FIRST seconds, doubling up to QUIET_MAX while
+#: it stays quiet (a running pod that prints nothing costs no call at every poll).
+QUIET_FIRST, QUIET_MAX = 0.25, 2.0
+
 
 def list_objects(kube: Kube, path: str, project: str) -> list[dict[str, Any]]:
     answer = kube.request("GET", path, query={"labelSelector": f"{jobspec.PROJECT_LABEL}={project}"})
@@ -93,7 +97,8 @@ class Poll:
         cursor = logs.LogCursor.from_state(state)
         ended = podstate.terminated(pod)
         lines: list[str] = []
-        if not cursor.ended:
+        now = time.time()
+        if not cursor.ended and (ended or now >= float(state.get("log_due") or 0)):
             try:
                 lines, after = logs.read(self.kube, namespace, name, cursor, str(state["marker"]), ended)
             except KubeError as e:
@@ -102,6 +107,9 @@ class Poll:
                 after = cursor
             if after != cursor:
                 updates.update(after.to_state())
+            quiet = 0 if after != cursor else int(state.get("log_quiet") or 0) + 1
+            if quiet or state.get("log_quiet"):
+                updates.update(log_quiet=quiet, log_due=now + min(QUIET_MAX, QUIET_FIRST * 2 ** (quiet - 1)) if quiet else 0)
         deleted_outside = bool(pod["metadata"].get("deletionTimestamp")) and not cancelled
         if deleted_outside:
             self._stop(handle)
