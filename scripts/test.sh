@@ -22,7 +22,7 @@ fi
 py="$venv/bin/python"
 # Every distribution of the workspace, editable, plus what the tests use.
 dists=(-e core -e plugins/local -e examples/offload-nice)
-for d in plugins/s3 plugins/gcs plugins/docker plugins/ecs; do
+for d in plugins/s3 plugins/gcs plugins/docker plugins/ecs plugins/kubernetes; do
   [ -f "$d/pyproject.toml" ] && dists+=(-e "$d")
 done
 "$py" -m pip install --quiet --disable-pip-version-check "${dists[@]}" -r requirements-test.txt
@@ -38,6 +38,12 @@ if [ -f scripts/setup_docker.sh ]; then
   if [ -n "$after" ] && [ "$after" != "$before" ]; then
     trap 'bash scripts/stop_docker.sh || true' EXIT
   fi
+fi
+
+# kube-apiserver, kube-controller-manager and kube-scheduler for the Kubernetes tests' own
+# control plane: built once into a cache outside the repository, then only checked.
+if [ -f scripts/setup_kubernetes.sh ]; then
+  bash scripts/setup_kubernetes.sh
 fi
 
 echo "== ruff"; "$venv/bin/ruff" check .
