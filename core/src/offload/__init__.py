@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from offload.executor.backend import Backend, BackendContext, NoConfig
-    from offload.executor.config import SystemConfig, structure_strict
+    from offload.executor.config import SystemConfig, named_section, structure_strict
     from offload.executor.errors import BackendError, ConfigError, OffloadError, TaskNotFound, UsageError
     from offload.executor.executor import Executor
     from offload.executor.hookspecs import hookimpl, hookspec
@@ -67,6 +67,7 @@ _EXPORTS = {
     "make_plugin_manager": "offload.executor.plugins",
     "run_workflow": "offload.workflow.session",
     "structure_strict": "offload.executor.config",
+    "named_section": "offload.executor.config",
     "to_dict": "offload.executor.serialization",
     "to_json": "offload.executor.serialization",
     "utf8_boundary": "offload.executor.loglines",
@@ -121,6 +122,7 @@ __all__ = [
     "hookspec",
     "image_tag",
     "make_plugin_manager",
+    "named_section",
     "run_workflow",
     "structure_strict",
     "to_dict",

@@ -196,6 +196,39 @@ def structure_strict(cls: type[T], data: Any, where: str) -> tuple[T | None, lis
         return None, problems_from(e, where)
 
 
+def named_section(
+    data: Mapping[str, Any], where: str, what: str, siblings: tuple[str, ...] = (), secret_keys: tuple[str, ...] = ()
+) -> tuple[str | None, Any, list[Problem]]:
+    """Digdag's shape of a backend's section: ``name: X``, and X's settings under ``X``.
+
+    :param what: what ``name`` names, for messages ("the ECS cluster").
+    :param siblings: the other keys the section may hold beside ``name`` and ``X``.
+    :param secret_keys: keys of X whose values are never echoed: a value that is not a
+        string is reported without it and left out.
+    :return: the name (``None`` when it is missing or wrong), X's settings (as written, for
+        :func:`structure_strict` to report when they are not a mapping), and the problems.
+    """
+    problems: list[Problem] = []
+    name = data.get("name")
+    if name is None:
+        problems.append(Problem(f"{where}.name", f"required key missing: {what}, whose settings go under its name", fatal=True))
+        return None, {}, problems
+    if not isinstance(name, str) or not name.strip():
+        problems.append(Problem(f"{where}.name", f"must be the name of {what}, got {name!r}", fatal=True))
+        return None, {}, problems
+    known = ", ".join(["name", name, *siblings])
+    for key in sorted(str(k) for k in data if k not in ("name", name, *siblings)):
+        problems.append(Problem(f"{where}.{key}", f"unknown key (known keys: {known})", fatal=True))
+    section = data.get(name) or {}
+    if isinstance(section, Mapping):
+        section = dict(section)
+        for key in secret_keys:
+            if key in section and not isinstance(section[key], str):
+                problems.append(Problem(f"{where}.{name}.{key}", "must be a string", fatal=True))
+                del section[key]
+    return name, section, problems
+
+
 @attrs.frozen
 class SystemConfig:
     """The parsed system config: backend choice and the raw section of each backend.

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import attrs
 
-from offload import BackendContext, Problem, StorageConfig, structure_strict
+from offload import BackendContext, Problem, StorageConfig, named_section, structure_strict
 from offload_ecs.kwargs import check_run_task_kwargs
 
 LaunchType = Literal["FARGATE", "EC2"]
@@ -197,34 +197,21 @@ def parse_ecs_config(data: Mapping[str, Any], where: str, context: BackendContex
     """
     if not data:
         return EcsConfig(), []
-    problems: list[Problem] = []
-    name = data.get("name")
+    name, section, problems = named_section(data, where, "the ECS cluster name", ("temporal_storage",), SECRET_KEYS)
     if name is None:
-        problems.append(_fatal(f"{where}.name", "required key missing: the ECS cluster name, whose settings go under its name"))
         return None, problems
-    if not isinstance(name, str) or not name.strip():
-        problems.append(_fatal(f"{where}.name", f"must be a cluster name, got {name!r}"))
-        return None, problems
-    for key in sorted(str(k) for k in data if k not in ("name", name, "temporal_storage")):
-        problems.append(_fatal(f"{where}.{key}", f"unknown key (known keys: name, {name}, temporal_storage)"))
-    section = data.get(name) or {}
-    if isinstance(section, Mapping):
-        section = dict(section)
-        for key in SECRET_KEYS:  # checked here so that a wrong value is never echoed
-            if key in section and not isinstance(section[key], str):
-                problems.append(_fatal(f"{where}.{name}.{key}", "must be a string"))
-                del section[key]
     settings, errors = structure_strict(ClusterSettings, section, f"{where}.{name}")
     problems.extend(errors)
     if settings is not None:
         settings = _check_settings(settings, f"{where}.{name}", problems)
-    section = data.get("temporal_storage")
+    storage_section = data.get("temporal_storage")
     storage = None
-    if section is None:
+    if storage_section is None:
         why = "required: where the project travels to the task (temporal_storage.type: s3, temporal_storage.s3.bucket)"
         problems.append(_fatal(f"{where}.temporal_storage", why))
     else:
-        storage, found = context.storages.parse(section, f"{where}.temporal_storage", _storage_defaults(settings or ClusterSettings(), section))
+        defaults = _storage_defaults(settings or ClusterSettings(), storage_section)
+        storage, found = context.storages.parse(storage_section, f"{where}.temporal_storage", defaults)
         problems.extend(found)
     if problems or settings is None or storage is None:
         return None, problems

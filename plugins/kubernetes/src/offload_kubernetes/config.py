@@ -28,7 +28,7 @@ from typing import Any
 
 import attrs
 
-from offload import BackendContext, Problem, StorageConfig, structure_strict
+from offload import BackendContext, Problem, StorageConfig, named_section, structure_strict
 
 #: The most a project archive may weigh to travel in a ConfigMap (the API's limit is 1 MiB
 #: per object, and ``binaryData`` is base64).
@@ -152,23 +152,9 @@ def parse_kubernetes_config(data: Mapping[str, Any], where: str, context: Backen
     """``data`` (the ``command_executor.kubernetes`` section) as a :class:`KubernetesConfig`, with every problem."""
     if not data:
         return KubernetesConfig(), []
-    problems: list[Problem] = []
-    name = data.get("name")
+    name, section, problems = named_section(data, where, "a name for the cluster", ("config_storage",), SECRET_KEYS)
     if name is None:
-        problems.append(_fatal(f"{where}.name", "required key missing: a name for the cluster, whose settings go under it"))
         return None, problems
-    if not isinstance(name, str) or not name.strip():
-        problems.append(_fatal(f"{where}.name", f"must be a cluster name, got {name!r}"))
-        return None, problems
-    for key in sorted(str(k) for k in data if k not in ("name", name, "config_storage")):
-        problems.append(_fatal(f"{where}.{key}", f"unknown key (known keys: name, {name}, config_storage)"))
-    section = data.get(name) or {}
-    if isinstance(section, Mapping):
-        section = dict(section)
-        for key in SECRET_KEYS:  # checked here so that a wrong value is never echoed
-            if key in section and not isinstance(section[key], str):
-                problems.append(_fatal(f"{where}.{name}.{key}", "must be a string"))
-                del section[key]
     settings, errors = structure_strict(ClusterSettings, section, f"{where}.{name}")
     problems.extend(errors)
     checked = settings if settings is not None else _known_only(section)
