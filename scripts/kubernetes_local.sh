@@ -20,13 +20,13 @@ usage() { echo "usage: bash scripts/kubernetes_local.sh up|down|status [options]
 [ $# -ge 1 ] || usage
 case "$1" in
   up)
-    bash scripts/setup_kubernetes.sh
+    bash scripts/setup_kubernetes.sh >&2  # stdout is the config, for: up > offload.yml
     runtime=docker
     for arg in "$@"; do
       case "$arg" in --runtime=process) runtime=process ;; process) runtime=process ;; esac
     done
     if [ "$runtime" = docker ]; then
-      bash scripts/setup_docker.sh
+      bash scripts/setup_docker.sh >&2
     fi
     ;;
   down|status) ;;

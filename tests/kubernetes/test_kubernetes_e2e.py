@@ -75,3 +75,23 @@ def test_explain_says_when_a_kubernetes_section_is_not_used_because_type_and_ord
     assert explain.returncode == 0, explain.stderr
     assert "note: command_executor.kubernetes is configured but not used: set command_executor.type: kubernetes" in explain.stdout
     assert "+flow+hello: runs on local" in explain.stdout
+
+
+def test_a_new_user_runs_the_example_on_the_local_control_plane_with_the_readmes_commands(kube_cluster: Cluster, tmp_path: Path) -> None:
+    """plugins/kubernetes/README.md: ``kubernetes_local.sh up > offload.yml``, ``offload run``, ``down``."""
+    root = EXAMPLE.parents[1]
+    env = {**os.environ, "OFFLOAD_KUBE_STATE": str(tmp_path / "state"), "OFFLOAD_VENV": str(Path(sys.executable).parents[1])}
+    script = ["bash", str(root / "scripts" / "kubernetes_local.sh")]
+    up = subprocess.run([*script, "up"], capture_output=True, text=True, timeout=300, env=env)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        project = example(tmp_path)
+        (project / "offload.yml").write_text(up.stdout)
+        run = offload("run", "flow.dig", "-c", "offload.yml", cwd=project)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "[+flow+report] Lisbon, 3 days, warmest 24 C" in run.stdout
+    finally:
+        down = subprocess.run([*script, "down"], capture_output=True, text=True, timeout=120, env=env)
+    assert down.returncode == 0, down.stdout + down.stderr
+    status = subprocess.run([*script, "status"], capture_output=True, text=True, timeout=60, env=env)
+    assert "running" not in status.stdout.replace("NOT RUNNING", "").replace("not running", ""), status.stdout

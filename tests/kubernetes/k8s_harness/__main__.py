@@ -56,7 +56,7 @@ def _config(record: dict[str, Any]) -> str:
         "# offload system config (offload.yml) for this cluster, as user 'offload' (cluster-admin):\n"
         + yaml.safe_dump(direct, sort_keys=False)
         + "# or, with the kubeconfig file:\n"
-        + yaml.safe_dump(by_file, sort_keys=False)
+        + "".join(f"# {line}\n" for line in yaml.safe_dump(by_file, sort_keys=False).splitlines())
         + f"# kubectl-style clients: KUBECONFIG={record['kubeconfig']}\n"
     )
 

@@ -51,6 +51,8 @@ class Kube:
     def __init__(self, config: KubernetesConfig) -> None:
         self.config = config
         self.calls = 0
+        #: Bytes of answers received, for benchmarks (log reads are most of them).
+        self.bytes_read = 0
         self._client: Any = None
         self._namespace: str | None = config.settings.namespace
         self._ca_file: str | None = None
@@ -160,6 +162,7 @@ class Kube:
             status, data = int(e.status or 0), (e.body or "").encode() if isinstance(e.body, str) else bytes(e.body or b"")
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise KubeError(f"kubernetes: cannot reach the API server at {self.where}: {type(e).__name__}: {e}") from None
+        self.bytes_read += len(data)
         if not 200 <= status <= 299:
             message, reason = _message(data)
             raise KubeError(f"kubernetes: {method} {path}: {status} {message or reason}", status, reason)
