@@ -94,7 +94,11 @@ def read(kube: Kube, namespace: str, pod: str, cursor: LogCursor, marker: str, t
     if cursor.ns:
         query["sinceTime"] = since_time(cursor.ns)
     data: bytes = kube.request("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", query=query, raw=True)
-    text = data.decode("utf-8", "replace")
+    return take(data.decode("utf-8", "replace"), cursor, marker, terminated)
+
+
+def take(text: str, cursor: LogCursor, marker: str, terminated: bool) -> tuple[list[str], LogCursor]:
+    """The lines of a log reply (``timestamps=true``) after ``cursor``, and the cursor after them."""
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
