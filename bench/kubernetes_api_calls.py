@@ -1,11 +1,11 @@
 """API calls and poll CPU of the Kubernetes backend, against a real kube-apiserver on 127.0.0.1.
 
-    .venv/bin/python bench/kubernetes_api_calls.py [--tasks 200] [--simulated 1000] [--cycles 5]
+    .venv/bin/python bench/kubernetes_api_calls.py [--tasks 200] [--simulated 1000] [--cycles 5] [--age 60]
 
 It starts the tests' control plane (v1.20.2) and fake kubelet (``tests/kubernetes/k8s_harness``):
 
-(a) ``--tasks`` running tasks (each prints a line a second): API calls, driver CPU and log
-    bytes per poll cycle, offload's poll (one LIST of Jobs, one of pods, one log read from the
+(a) ``--tasks`` running tasks (each prints a line a second, measured after ``--age`` seconds):
+    API calls, driver CPU and bytes received per poll cycle, offload's poll (one LIST of Jobs, one of pods, one log read from the
     cursor per running pod) against Digdag's (per pod: GET the pod, then its whole log again);
     and how many lines offload handed out twice (must be 0).
 (b) ``--simulated`` tasks whose pods never start (a node selector no node has): calls and CPU
@@ -52,6 +52,7 @@ def namespace(cluster: Cluster, name: str) -> str:
 def executor_for(cluster: Cluster, ns: str) -> tuple[offload.Executor, Kube]:
     executor = offload.Executor({"command_executor": {"type": "kubernetes", "kubernetes": cluster_section(cluster, ns, pending_timeout=3600)}})
     backend: Any = executor.backends.get("kubernetes")
+    count_log_bytes(backend.kube)
     return executor, backend.kube
 
 
@@ -71,17 +72,34 @@ def wait_states(executor: offload.Executor, handles: list[offload.Handle], wante
     raise SystemExit(f"the tasks did not all become {wanted.value} in {limit} s")
 
 
-def measure(cycles: int, one: Callable[[], tuple[int, int]], kube: Kube) -> tuple[float, float, float]:
-    """Median calls, CPU ms and kB received per cycle of ``one``."""
-    calls, cpu, size = [], [], []
+LOG_BYTES = [0]
+
+
+def count_log_bytes(kube: Kube) -> None:
+    """Count the bytes of this client's log reads (``LOG_BYTES``), apart from the rest."""
+    real = kube.request
+
+    def request(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        answer = real(method, path, *args, **kwargs)
+        if path.endswith("/log") and isinstance(answer, bytes):
+            LOG_BYTES[0] += len(answer)
+        return answer
+
+    kube.request = request  # type: ignore[method-assign]
+
+
+def measure(cycles: int, one: Callable[[], tuple[int, int]], kube: Kube) -> tuple[float, float, float, float]:
+    """Median calls, CPU ms, kB of logs and kB in all received per cycle of ``one``."""
+    calls, cpu, logs, size = [], [], [], []
     for _ in range(cycles):
-        before, received, started = kube.calls, kube.bytes_read, time.process_time()
+        before, received, log_before, started = kube.calls, kube.bytes_read, LOG_BYTES[0], time.process_time()
         one()
         cpu.append((time.process_time() - started) * 1000)
         calls.append(kube.calls - before)
+        logs.append((LOG_BYTES[0] - log_before) / 1024)
         size.append((kube.bytes_read - received) / 1024)
         time.sleep(1)
-    return statistics.median(calls), statistics.median(cpu), statistics.median(size)
+    return statistics.median(calls), statistics.median(cpu), statistics.median(logs), statistics.median(size)
 
 
 def digdag_cycle(kube: Kube, ns: str, handles: list[offload.Handle], read_logs: bool) -> tuple[int, int]:
@@ -159,6 +177,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--simulated", type=int, default=1000)
     parser.add_argument("--cycles", type=int, default=5)
+    parser.add_argument("--age", type=float, default=60, help="seconds the tasks run (and log) before (a) is measured")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="offload-bench-k8s-") as tmp:
         cluster = Cluster(Path(tmp) / "cluster")
@@ -179,14 +198,19 @@ def run(cluster: Cluster, tmp: Path, args: argparse.Namespace) -> None:
     script = "i=0; while [ $i -lt 600 ]; do echo tick-$i; i=$((i+1)); sleep 1; done"
     handles = wait_states(executor, submit(executor, project, args.tasks, script, PROCESS), offload.TaskState.RUNNING)
     seen: dict[str, list[str]] = {}
+    ages = time.monotonic() + args.age
+    while time.monotonic() < ages:  # the driver polls on, as during a run, while the logs grow
+        offload_cycle(executor, handles, seen)()
+        time.sleep(1)
     ours = measure(args.cycles, offload_cycle(executor, handles, seen), kube)
     theirs = measure(args.cycles, lambda: digdag_cycle(kube, ns, handles, True), kube)
     repeated = sum(len(lines) - len(set(lines)) for lines in seen.values())
     print(f"\n(a) {args.tasks} running tasks, per poll cycle (median of {args.cycles})")
-    print(f"    offload : {ours[0]:6.0f} API calls  {ours[1]:8.1f} ms CPU  {ours[2]:9.1f} kB received  lines handed out twice: {repeated}")
-    print(f"    digdag  : {theirs[0]:6.0f} API calls  {theirs[1]:8.1f} ms CPU  {theirs[2]:9.1f} kB received")
-    ratios = (theirs[0] / max(ours[0], 1), theirs[1] / max(ours[1], 0.001), theirs[2] / max(ours[2], 0.001))
-    print(f"    ratio   : {ratios[0]:6.1f}x calls  {ratios[1]:6.1f}x CPU  {ratios[2]:6.1f}x bytes")
+    row = "{:6.0f} API calls  {:8.1f} ms CPU  {:8.1f} kB of logs  {:8.1f} kB received in all"
+    print("    offload : " + row.format(*ours) + f"  lines handed out twice: {repeated}")
+    print("    digdag  : " + row.format(*theirs))
+    ratios = [t / max(o, 0.001) for o, t in zip(ours, theirs, strict=True)]
+    print("    ratio   : {:6.1f}x calls  {:6.1f}x CPU  {:6.1f}x log bytes  {:6.1f}x bytes".format(*ratios))
     for handle in handles:
         executor.cancel(handle, grace=0)
     executor.close()
