@@ -1,4 +1,4 @@
-"""Polling: the state of every task from one LIST of Jobs and one LIST of pods per namespace.
+"""Polling: the state of every task from one LIST of pods per namespace (and of Jobs when needed).
 
 A poll never GETs a pod or a Job by name: the project's label selects them all at once
 (``offload.project``), so the calls per poll do not grow with the number of tasks; the
@@ -51,14 +51,27 @@ class Poll:
         self.kube, self.config, self.cancelled = kube, config, cancelled
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
         self.pods: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        #: The namespaces whose Jobs were listed in this poll.
+        self.listed: set[str] = set()
 
     def load(self, handles: Sequence[Handle]) -> None:
-        for namespace, project in sorted({(str(h.state["namespace"]), str(h.state["project"])) for h in handles}):
-            for job in list_objects(self.kube, f"/apis/batch/v1/namespaces/{namespace}/jobs", project):
-                self.jobs[(namespace, job["metadata"]["uid"])] = job
+        """The pods of the handles' projects; their Jobs too when a pod does not tell all.
+
+        A running or finished pod says everything about its task, so the Jobs are listed
+        only when a task has no pod (not created yet, or gone) or a pod is being deleted
+        (by offload's cancel, or from outside): then the Job tells which."""
+        groups: dict[tuple[str, str], set[str]] = {}
+        for h in handles:
+            groups.setdefault((str(h.state["namespace"]), str(h.state["project"])), set()).add(str(h.state["job_uid"]))
+        for (namespace, project), uids in sorted(groups.items()):
             for pod in sorted(list_objects(self.kube, f"/api/v1/namespaces/{namespace}/pods", project), key=_created):
                 owner = (pod["metadata"].get("labels") or {}).get("controller-uid", "")
                 self.pods.setdefault((namespace, owner), []).append(pod)
+            mine = [self.pods.get((namespace, uid), []) for uid in uids]
+            if not all(mine) or any(p["metadata"].get("deletionTimestamp") for pods in mine for p in pods):
+                self.listed.add(namespace)
+                for job in list_objects(self.kube, f"/apis/batch/v1/namespaces/{namespace}/jobs", project):
+                    self.jobs[(namespace, job["metadata"]["uid"])] = job
 
     def status(self, handle: Handle) -> Status:
         state = handle.state
@@ -69,7 +82,7 @@ class Poll:
         job = self.jobs.get((namespace, uid))
         cancelled = uid in self.cancelled or bool(job and job["metadata"].get("deletionTimestamp"))
         pods = self.pods.get((namespace, uid), [])
-        if job is None and not pods:
+        if job is None and not pods and namespace in self.listed:
             if cancelled:
                 return self._final(handle, [], {}, TaskState.CANCELLED, None, "cancelled")
             why = f"the Job {state['job']} was deleted outside offload before the task finished (or its ttlSecondsAfterFinished passed)"
