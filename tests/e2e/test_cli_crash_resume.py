@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from offload.testing import wait_for_line
+
 OFFLOAD = [sys.executable, "-m", "offload.workflow.cli"]
 
 FLOW = """\
@@ -37,21 +39,6 @@ def start(project: Path, *args: str) -> subprocess.Popen[str]:
         text=True,
         env={**os.environ, "OFFLOAD_DISABLE_PLUGINS": "docker ecs"},
     )
-
-
-def wait_for_line(proc: subprocess.Popen[str], needle: str, limit: float = 60) -> list[str]:
-    assert proc.stdout is not None
-    seen = []
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return seen
-    proc.kill()
-    pytest.fail(f"never saw {needle!r}; output:\n{''.join(seen)}")
 
 
 def pid_alive(pid: int) -> bool:

@@ -7,7 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_cli_crash_resume import FLOW, OFFLOAD, start, wait_for_line
+from test_cli_crash_resume import FLOW, OFFLOAD, start
+
+from offload.testing import wait_for_line
 
 
 @pytest.fixture

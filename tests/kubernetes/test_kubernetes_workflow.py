@@ -21,6 +21,8 @@ from k8s_harness.cluster import Cluster
 from k8s_harness.kubelet import IMAGE
 from k8s_offload import cluster_section
 
+from offload.testing import wait_for_line
+
 OFFLOAD = [sys.executable, "-m", "offload.workflow.cli"]
 PROCESS = {"fake-kubelet.offload.test/runtime": "process"}
 
@@ -49,21 +51,6 @@ def start(project: Path) -> subprocess.Popen[str]:
 
 def run(project: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*OFFLOAD, "run", "flow.dig", "-c", "offload.yml"], cwd=project, capture_output=True, text=True, timeout=300)
-
-
-def wait_for_line(proc: subprocess.Popen[str], needle: str, limit: float = 120) -> list[str]:
-    assert proc.stdout is not None
-    seen = []
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return seen
-    proc.kill()
-    pytest.fail(f"never saw {needle!r}; output:\n{''.join(seen)}")
 
 
 def live_pods(cluster: Cluster, namespace: str) -> list[str]:

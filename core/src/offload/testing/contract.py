@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -70,6 +71,23 @@ def wait_for(executor: Executor, handle: Handle, limit: float = WAIT_LIMIT) -> t
             executor.cancel(handle, grace=1)
             pytest.fail(f"task {handle.task_id} still {status.state.value} after {limit} s")
         time.sleep(0.05)
+
+
+def wait_for_line(proc: subprocess.Popen[str], needle: str, limit: float = WAIT_LIMIT) -> list[str]:
+    """The lines ``proc`` (an ``offload`` command, stdout piped as text) printed up to the first
+    that holds ``needle``; the test fails, and ``proc`` is killed, when none does in ``limit`` s."""
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return seen
+    proc.kill()
+    pytest.fail(f"never saw {needle!r}; output:\n{''.join(seen)}")
 
 
 def wait_until_running(executor: Executor, handle: Handle, limit: float = WAIT_LIMIT) -> Handle:
