@@ -60,7 +60,7 @@ def test_an_unschedulable_pod_is_pending_with_its_reason_then_fails_after_pendin
 
 
 def test_an_image_that_cannot_be_pulled_shows_why_in_the_log_and_fails(k8s_executor: Make, project: Path) -> None:  # noqa: F811
-    executor = k8s_executor(pending_timeout=6)
+    executor = k8s_executor(pending_timeout=10)  # the reason is in the log long before
     request = make_request(project, "echo never", {"docker": {"image": "unpullable.example/none:1"}})
     result, logs = wait_for(executor, executor.submit(request, backend="kubernetes"))
     assert result.state is TaskState.FAILED
