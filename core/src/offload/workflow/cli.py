@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("workflow", metavar="FLOW", help="the .dig workflow file")
     config_option(run)
     run.add_argument("--rerun", action="store_true", help="start a new run instead of resuming the last unfinished one")
-    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="set a param (repeatable)")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="set a param (repeatable; wins over -P)")
+    run.add_argument("-P", "--params-file", action="append", default=[], metavar="FILE", help="read params from a YAML file (Digdag's -P; repeatable)")
     run.add_argument("--session-time", metavar="ISO8601", help="the session time (default: now)")
     run.add_argument("--wait", action="store_true", help="if another offload run drives this workflow, wait for it to end instead of failing")
 
@@ -40,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("workflow", metavar="FLOW")
     config_option(explain)
     explain.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    explain.add_argument("-P", "--params-file", action="append", default=[], metavar="FILE")
 
     check = sub.add_parser("check", help="check the health of the installed backends")
     check.add_argument("backend", nargs="?", help="only this backend")
@@ -63,16 +65,40 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _params(pairs: Sequence[str]) -> dict[str, Any]:
+def _params(pairs: Sequence[str], files: Sequence[str] = ()) -> dict[str, Any]:
+    """The session's params: each ``-P`` file's mapping in turn, then the ``-p`` pairs over them."""
     from offload.executor.errors import UsageError
 
     out: dict[str, Any] = {}
+    for path in files:
+        out.update(_params_file(path))
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise UsageError(f"-p {pair!r}: expected KEY=VALUE")
         out[key] = value
     return out
+
+
+def _params_file(path: str) -> dict[str, Any]:
+    import yaml
+
+    from offload.executor.errors import UsageError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise UsageError(f"-P {path}: cannot read it: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise UsageError(f"-P {path}: not valid YAML{at}: {getattr(e, 'problem', None) or e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise UsageError(f"-P {path}: must be a mapping of param names to values, got {type(data).__name__}")
+    return data
 
 
 def _executor(config_path: str | None, workflow_path: str | None) -> Any:
@@ -102,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         outcome = run_workflow(
             args.workflow,
             executor,
-            params=_params(args.param),
+            params=_params(args.param, args.params_file),
             rerun=args.rerun,
             session_time=args.session_time,
             wait=args.wait,
@@ -123,7 +149,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     workflow = load_workflow(args.workflow)
     executor = _executor(args.config, args.workflow)
-    session = session_params_for(workflow, _params(args.param), None, "explain")
+    session = session_params_for(workflow, _params(args.param, args.params_file), None, "explain")
     for line in explain_lines(workflow, executor, session):
         print(line)
     return 0

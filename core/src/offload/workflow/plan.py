@@ -113,7 +113,7 @@ def check_workflow(workflow: Workflow, executor: Executor, session: Mapping[str,
             if not key.startswith("_env."):
                 problems += [Problem(f"{source}: {task.name}: {label}", message, fatal=True) for message in check_expressions(value)]
             if not earlier_operator:
-                known = _static_names(chain)
+                known = _static_names(chain) | set(session)  # -p and -P params are the session's
                 for name in references(value):
                     if name not in known:
                         problems.append(Problem(f"{source}: {task.name}: {label}", f"${{{name}}}: unknown param {name!r}", fatal=True))
