@@ -223,3 +223,16 @@ def test_bad_resources_are_refused_before_anything_runs(tmp_path: Path, capsys: 
     assert code == 2
     assert "flow.dig: +flow+a: resources" in err and "memroy" in err
     assert not (tmp_path / "ran").exists()
+
+
+def test_a_system_config_section_for_a_backend_not_installed_is_an_error_naming_the_package(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _without(monkeypatch, "ecs")
+    (tmp_path / "flow.dig").write_text("+a:\n  sh>: echo hi > ran.txt\n")
+    (tmp_path / "offload.yml").write_text("command_executor:\n  ecs:\n    name: my-cluster\n")
+    assert main(["run", str(tmp_path / "flow.dig")]) == 2
+    assert "offload.yml: command_executor.ecs: configures the ecs backend, which is not installed (pip install offload-ecs)" in capsys.readouterr().err
+    assert not (tmp_path / "ran.txt").exists()  # not run locally instead
+    (tmp_path / "offload.yml").write_text("command_executor:\n  ecs: {}\n")  # an empty section configures nothing
+    assert main(["run", str(tmp_path / "flow.dig")]) == 0

@@ -70,8 +70,9 @@ class BackendSet:
     """The instantiated backends of one run, built from the system config.
 
     Backend sections are parsed by each backend's ``parse_config``; a section for a
-    backend nobody knows is an error (a misspelt name), one for a known backend that
-    is not installed is remembered for ``explain``.
+    backend nobody knows is an error (a misspelt name), and so is a non-empty one for a
+    known backend that is not installed (one disabled by ``OFFLOAD_DISABLE_PLUGINS`` is
+    the user's choice and only noted by ``explain``).
     """
 
     def __init__(self, pm: OffloadPluginManager, system: SystemConfig) -> None:
@@ -83,9 +84,12 @@ class BackendSet:
         registry = pm.backends
         self.context = BackendContext(hook=pm.hook, storages=Storages(pm.storages, frozenset(pm.disabled)))
         known = ", ".join(sorted(set(registry.names()) | set(INSTALL_HINTS)))
-        for name in system.sections:
+        for name, section in system.sections.items():
             if name not in registry and name not in INSTALL_HINTS:
                 problems.append(Problem(system.where(name), f"unknown backend (known: {known})", fatal=True))
+            elif name not in registry and section and name not in pm.disabled:
+                # Configured for a backend that is not there: its tasks must not run elsewhere unnoticed.
+                problems.append(Problem(system.where(name), f"configures the {name} backend, which is {install_hint(name)}", fatal=True))
         wanted = [system.type] if system.type != "auto" else list(system.order)
         for name in wanted:
             if name not in registry and name not in INSTALL_HINTS:
