@@ -55,3 +55,14 @@ def test_a_bad_params_file_is_one_clear_message_and_exit_2(project: Path, capsys
     assert main(["run", str(project / "flow.dig"), "-P", str(path)]) == 2
     err = capsys.readouterr().err
     assert message.format(path=path) in err and "Traceback" not in err
+
+
+def test_stored_params_merge_leaf_by_leaf_into_earlier_params_as_in_digdag(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "flow.dig").write_text(
+        "_export:\n  limits: {memory: 1, cpu: 2}\n"
+        "+a:\n  sh>: |\n    echo '{\"store_params\": {\"limits\": {\"memory\": 4}, \"x\": {\"a\": 1}}}' > \"$OFFLOAD_IO_DIR/output.json\"\n"
+        "+b:\n  sh>: |\n    echo '{\"store_params\": {\"x\": {\"b\": 2}}}' > \"$OFFLOAD_IO_DIR/output.json\"\n"
+        '+c:\n  sh>: echo "memory ${limits.memory} cpu ${limits.cpu} x ${x.a} ${x.b}"\n'
+    )
+    assert main(["run", str(project / "flow.dig")]) == 0, capsys.readouterr().err
+    assert "[+flow+c] memory 4 cpu 2 x 1 2" in capsys.readouterr().out

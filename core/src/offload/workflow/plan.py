@@ -32,12 +32,30 @@ class Verbatim(dict[str, Any]):
     """A layer of params that tasks produced: data, merged as it is, never evaluated."""
 
 
+class Stored(Verbatim):
+    """The params tasks stored (``store_params``): merged leaf by leaf into the params
+    before them, as Digdag merges them, so a stored ``{"limits": {"memory": 2}}`` keeps
+    the other keys of ``limits``."""
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` merged into ``base``: mappings key by key, any other value replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        old = out.get(key)
+        out[key] = deep_merge(old, value) if isinstance(old, Mapping) and isinstance(value, Mapping) else value
+    return out
+
+
 def layered_params(layers: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Merge ``layers`` in order, substituting each against the params before it
     (except :class:`Verbatim` layers: a task's output is not a template)."""
     params: dict[str, Any] = {}
     for layer in layers:
-        params.update(layer if isinstance(layer, Verbatim) else substitute(dict(layer), params))
+        if isinstance(layer, Stored):
+            params = deep_merge(params, layer)
+        else:
+            params.update(layer if isinstance(layer, Verbatim) else substitute(dict(layer), params))
     return params
 
 

@@ -22,7 +22,7 @@ from offload.workflow.nodes import Node, build_tree, describe
 from offload.workflow.operators import RequestContext, build_request
 from offload.workflow.params import references, substitute
 from offload.workflow.parser import Workflow
-from offload.workflow.plan import Verbatim, layered_params
+from offload.workflow.plan import Stored, Verbatim, deep_merge, layered_params
 from offload.workflow.secrets import Masker, SecretStore, resolve, secret_names
 from offload.workflow.shellparams import render_script
 from offload.workflow.taskkeys import task_key
@@ -210,7 +210,7 @@ class Run:
         if outcome is TaskState.SUCCEEDED:
             node.state = TaskState.SUCCEEDED
             if result is not None:
-                self.stored.update(result.store_params)
+                self.stored = deep_merge(self.stored, result.store_params)
                 parent = self.parents.get(node)
                 if parent is not None:
                     parent.exports.update(result.export_params)
@@ -247,7 +247,7 @@ class Run:
                 layers.append(Verbatim(n.exports))
             if n.error_info is not None and n is not node:
                 layers.append(Verbatim({"error": n.error_info}))
-        layers += [Verbatim(self.stored), {"task_name": node.task.name}, node.task.params]
+        layers += [Stored(self.stored), {"task_name": node.task.name}, node.task.params]
         return layered_params(layers)
 
     def _names_from_tasks(self, node: Node) -> set[str]:
