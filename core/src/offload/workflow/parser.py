@@ -20,6 +20,7 @@ import yaml
 
 from offload.executor.errors import ConfigError
 from offload.executor.models import Problem
+from offload.workflow import yamlload
 
 OPERATORS = ("sh>", "py>", "rb>")
 DIRECTIVES = ("_export", "_env", "_retry", "_error", "_parallel")
@@ -182,7 +183,7 @@ def parse_workflow(text: str, path: str) -> Workflow:
     """The workflow in ``text`` (read from ``path``), or a :class:`ConfigError` with every problem."""
     source = os.path.basename(path)
     try:
-        data = yaml.safe_load(text)
+        data = yamlload.load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""

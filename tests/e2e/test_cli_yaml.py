@@ -1,0 +1,32 @@
+"""A workflow file is YAML as Digdag reads it: a duplicate key is an error naming both lines,
+and ``10:00:00``, ``yes``/``no``/``on``/``off`` and dates stay the strings they are written as."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from offload.workflow.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _local(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OFFLOAD_EXECUTOR", "local")
+
+
+def test_a_duplicate_key_is_an_error_naming_both_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "flow.dig").write_text("+a:\n  sh>: echo 1 > one\n+b:\n  sh>: echo 2\n+a:\n  sh>: echo 3\n")
+    assert main(["run", str(tmp_path / "flow.dig")]) == 2
+    err = capsys.readouterr().err
+    assert "flow.dig: not valid YAML (line 5, column 1): duplicate key '+a' (first at line 1, again at line 5)" in err
+    assert not (tmp_path / "one").exists()
+
+
+def test_times_yes_no_on_off_and_dates_stay_strings_and_true_false_numbers_do_not(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "flow.dig").write_text(
+        "+a:\n  sh>: echo \"${at} ${y} ${n} ${on} ${off} ${day} ${flag} ${count}\"\n"
+        "  at: 10:00:00\n  y: yes\n  n: no\n  on: on\n  off: off\n  day: 2026-01-31\n  flag: true\n  count: 0x10\n"
+    )
+    assert main(["run", str(tmp_path / "flow.dig")]) == 0, capsys.readouterr().err
+    assert "[+flow+a] 10:00:00 yes no on off 2026-01-31 true 16" in capsys.readouterr().out
