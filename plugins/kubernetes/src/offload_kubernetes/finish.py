@@ -17,6 +17,9 @@ from offload_kubernetes.tracking import delete_job
 
 
 def _output(kube: Kube, storages: tuple[Storage, Storage] | None, state: dict[str, Any]) -> bytes | None:
+    """The io archive the task sent back; ``None`` when it sent none (a task whose pod never ran sent none)."""
+    if not state.get("pod"):
+        return None
     if state.get("storage"):
         if storages is None:
             raise BackendError("kubernetes: the task's output is in the temporal storage, which the config no longer names (config_storage.out)")
@@ -26,8 +29,6 @@ def _output(kube: Kube, storages: tuple[Storage, Storage] | None, state: dict[st
             return None
         except StorageError as e:
             raise BackendError(f"kubernetes: cannot download the task's output: {e}") from None
-    if not state.get("pod"):
-        return None
     cursor = logs.LogCursor.from_state(state)
     return logs.inline_output(kube, str(state["namespace"]), str(state["pod"]), cursor, str(state["marker"]))
 
@@ -38,7 +39,7 @@ def collect(kube: Kube, storages: tuple[Storage, Storage] | None, handle: Handle
     if not final:
         raise BackendError(f"kubernetes: task {handle.task_id} has not finished: poll it until it finishes")
     result_state, code, error = TaskState(final["state"]), final["exit_code"], final["error"]
-    data = _output(kube, storages, state) if result_state is not TaskState.CANCELLED or state.get("pod") else None
+    data = _output(kube, storages, state)
     if data is not None:
         try:
             extract_archive(data, handle.io_path)

@@ -81,10 +81,6 @@ def annotations_of(config: KubernetesConfig, settings: KubernetesTaskSettings, r
     return out
 
 
-def _quantity(value: Any) -> str:
-    return str(value)
-
-
 def resources(settings: KubernetesTaskSettings, request: TaskRequest) -> dict[str, Any]:
     """Requests and limits: the task's resources, then ``kubernetes.resources``, then Digdag's ``Pod.resources``."""
     same: dict[str, str] = {}
@@ -99,10 +95,10 @@ def resources(settings: KubernetesTaskSettings, request: TaskRequest) -> dict[st
     if short is not None:
         for key, name in (("cpu", "cpu"), ("memory", "memory"), ("gpu", "nvidia.com/gpu")):
             if getattr(short, key) is not None:
-                same[name] = _quantity(getattr(short, key))
+                same[name] = str(getattr(short, key))
     out: dict[str, Any] = {"requests": dict(same), "limits": dict(same)} if same else {}
     for part, values in (settings.section.Pod.get("resources") or {}).items():
-        out.setdefault(part, {}).update({k: _quantity(v) for k, v in (values or {}).items()})
+        out.setdefault(part, {}).update({k: str(v) for k, v in (values or {}).items()})
     return out
 
 

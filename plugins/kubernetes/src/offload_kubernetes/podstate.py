@@ -17,6 +17,7 @@ import attrs
 from offload import TaskState
 from offload.remote import SETUP_FAILED
 from offload_kubernetes.jobspec import CONTAINER
+from offload_kubernetes.logs import parse_time_ns
 
 #: Waiting reasons that will not go away by waiting: the task fails at once.
 HOPELESS = {"InvalidImageName", "ErrImageNeverPull"}
@@ -64,8 +65,6 @@ def terminated(pod: Mapping[str, Any]) -> bool:
 def _time(value: Any) -> float | None:
     if not value:
         return None
-    from offload_kubernetes.logs import parse_time_ns
-
     return parse_time_ns(str(value)) / 1e9
 
 
