@@ -180,6 +180,11 @@ def test_a_poll_costs_one_list_and_the_log_reads_whatever_the_number_of_tasks(
     logs = [r for r in calls if "/log" in r["requestURI"]]
     assert [r["objectRef"]["resource"] for r in lists] == ["pods"], calls  # one LIST of pods for 8 running tasks
     assert len(logs) <= 8 and len(calls) == len(lists) + len(logs), calls
+    # a quiet pod's log is not read again before its handle's log_due (the backoff)
+    quiet = [h.with_state(log_due=time.time() + 3600, log_quiet=5) for h in handles]
+    mark = kube_cluster.audit_mark()
+    executor.poll(quiet)
+    assert [r for r in kube_cluster.requests("offload", since=mark) if "/log" in r["requestURI"]] == []
     for handle in handles:
         executor.cancel(handle, grace=0)
     for handle in handles:
