@@ -53,20 +53,25 @@ def test_export_env_and_param_substitution(tmp_path: Path) -> None:
     text = (
         "_export:\n  who: world\n  n: 3\n"
         "+g:\n  _export:\n    who: group\n  _env:\n    GREETING: hi ${who}\n"
-        "  +t:\n    sh>: echo \"$GREETING ${who} ${n} $n ${task_name}\"\n"
+        '  +t:\n    sh>: echo "$GREETING ${who} ${n} $n ${task_name}"\n'
     )
     outcome, logs, _ = run(tmp_path, text)
     assert outcome.state == "succeeded"
     assert lines(logs, "+flow+g+t") == ["hi group group 3 3 +flow+g+t"]
 
 
-def test_store_and_export_params_flow_to_later_tasks(tmp_path: Path) -> None:
-    code = "import offload_env\n\ndef produce(base):\n    offload_env.store(total=int(base) * 2)\n    offload_env.export(note='exported')\n"
+def test_stored_params_flow_to_later_tasks_and_exported_ones_to_subtasks_only(tmp_path: Path) -> None:
+    code = (
+        "import offload_env\n\ndef produce(base):\n    offload_env.store(total=int(base) * 2)\n    offload_env.export(note='exported')\n"
+        "    offload_env.add_subtask({'sh>': 'echo sub ${total} ${note}'})\n"
+    )
     (tmp_path / "tasks.py").write_text(code)
-    text = "+produce:\n  py>: tasks.produce\n  base: 21\n+consume:\n  sh>: echo ${total} ${note}\n"
+    text = "+produce:\n  py>: tasks.produce\n  base: 21\n+consume:\n  sh>: echo ${total}\n+sibling:\n  sh>: echo ${note}\n"
     outcome, logs, _ = run(tmp_path, text)
-    assert outcome.state == "succeeded", logs
-    assert lines(logs, "+flow+consume") == ["42 exported"]
+    assert lines(logs, "+flow+produce^sub+subtask0") == ["sub 42 exported"]
+    assert lines(logs, "+flow+consume") == ["42"]
+    assert outcome.state == "failed"  # as in Digdag, a later sibling does not see the export
+    assert states(outcome.root)["+flow+sibling"] == "failed"
 
 
 def test_retry_runs_a_failing_task_again(tmp_path: Path) -> None:
@@ -74,7 +79,7 @@ def test_retry_runs_a_failing_task_again(tmp_path: Path) -> None:
     outcome, _, events = run(tmp_path, text)
     assert outcome.state == "succeeded"
     assert (tmp_path / "tries").read_text().count("x") == 3
-    assert ("+flow+flaky", "failed (exit code 1); retry 1 of 2") in events
+    assert ("+flow+flaky", "failed (Command failed with code 1); retry 1 of 2") in events
 
 
 def test_retry_of_a_group_reruns_its_children(tmp_path: Path) -> None:
@@ -85,10 +90,10 @@ def test_retry_of_a_group_reruns_its_children(tmp_path: Path) -> None:
 
 
 def test_error_tasks_run_with_the_error_and_the_run_still_fails(tmp_path: Path) -> None:
-    text = "_error:\n  +notify:\n    sh>: echo \"notified ${error.task_name}\"\n+broken:\n  sh>: exit 7\n"
+    text = '_error:\n  +notify:\n    sh>: echo "notified ${error.task_name}"\n+broken:\n  sh>: exit 7\n'
     outcome, logs, _ = run(tmp_path, text)
     assert outcome.state == "failed"
-    assert lines(logs, "+flow^error+notify") == ["notified +flow"]
+    assert lines(logs, "+flow^error+notify") == ["notified +flow+broken"]  # the task that failed, as in Digdag
 
 
 def test_unknown_param_after_a_storing_task_fails_that_task_without_launching_it(tmp_path: Path) -> None:
@@ -103,7 +108,7 @@ def test_py_error_fails_the_task_with_the_exception(tmp_path: Path) -> None:
     (tmp_path / "bad.py").write_text("def go():\n    raise RuntimeError('boom')\n")
     outcome, _, events = run(tmp_path, "+t:\n  py>: bad.go\n")
     assert outcome.state == "failed"
-    assert any("RuntimeError: boom" in m for t, m in events if t == "+flow+t")
+    assert ("+flow+t", "failed: Python command failed with code 1: boom (RuntimeError)") in events  # Digdag's wording
 
 
 def test_timeout_param_fails_a_slow_task(tmp_path: Path) -> None:

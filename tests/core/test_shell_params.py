@@ -22,7 +22,7 @@ def store(value: object) -> str:
 def test_a_stored_value_runs_no_command_in_the_next_script_in_any_quoting(tmp_path: Path) -> None:
     (tmp_path / "value.json").write_text(json.dumps({"store_params": {"v": HOSTILE}}))
     text = (
-        "+produce:\n  sh>: cp value.json \"$OFFLOAD_IO_DIR/output.json\"\n"
+        '+produce:\n  sh>: cp value.json "$OFFLOAD_IO_DIR/output.json"\n'
         "+use:\n  sh>: |\n"
         '    printf "%s\\n" "${v}"\n'
         "    printf '%s\\n' '${v}'\n"
@@ -47,7 +47,7 @@ def test_params_the_author_wrote_are_pasted_as_in_digdag(tmp_path: Path) -> None
 
 def test_a_task_param_that_refers_to_a_stored_value_carries_it_as_text(tmp_path: Path) -> None:
     (tmp_path / "value.json").write_text(json.dumps({"store_params": {"v": "x; touch pwned"}}))
-    text = "+produce:\n  sh>: cp value.json \"$OFFLOAD_IO_DIR/output.json\"\n+use:\n  msg: got ${v}\n  sh>: echo ${msg}\n"
+    text = '+produce:\n  sh>: cp value.json "$OFFLOAD_IO_DIR/output.json"\n+use:\n  msg: got ${v}\n  sh>: echo ${msg}\n'
     outcome, logs, _ = run(tmp_path, text)
     assert outcome.state == "succeeded"
     assert not (tmp_path / "pwned").exists()
@@ -55,9 +55,9 @@ def test_a_task_param_that_refers_to_a_stored_value_carries_it_as_text(tmp_path:
 
 
 def test_error_messages_reach_error_tasks_as_text(tmp_path: Path) -> None:
-    text = "+fail:\n  sh>: exit 3\n  _error:\n    sh>: |\n      echo \"handled: ${error.message}\"; echo ${error.task_name}\n"
+    text = '+fail:\n  sh>: exit 3\n  _error:\n    sh>: |\n      echo "handled: ${error.message}"; echo ${error.task_name}\n'
     _, logs, _ = run(tmp_path, text)
-    assert lines(logs, "+flow+fail^error") == ["handled: exit code 3", "+flow+fail"]
+    assert lines(logs, "+flow+fail^error") == ["handled: Command failed with code 3 (runtime)", "+flow+fail"]  # Digdag's wording
 
 
 @settings(max_examples=200)
@@ -74,7 +74,7 @@ def test_outside_single_quotes_a_task_value_is_always_a_variable(value: str, quo
 
 @pytest.mark.parametrize(
     ("script", "single"),
-    [("echo '${v}'", True), ("echo \"'${v}'\"", False), ("echo \\'${v}", False), ("echo 'a' ${v}", False), ("echo \"a\" '${v}' \"${v}\"", True)],
+    [("echo '${v}'", True), ("echo \"'${v}'\"", False), ("echo \\'${v}", False), ("echo 'a' ${v}", False), ('echo "a" \'${v}\' "${v}"', True)],
 )
 def test_the_quote_state_is_read_as_the_shell_reads_it(script: str, single: bool) -> None:
     rendered, env = render_script(script, {"v": "x'y"}, {"v"})

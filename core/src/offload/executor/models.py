@@ -135,7 +135,8 @@ class Status:
 class Result:
     """The outcome of a finished task.
 
-    ``store_params`` and ``export_params`` come from the task's ``output.json``;
+    ``store_params``, ``export_params`` and ``subtask_config`` (the tasks it generated,
+    as a task body: Digdag's ``add_subtask``) come from the task's ``output.json``;
     ``error`` is set when the task failed (a message, never a traceback of offload's).
     """
 
@@ -144,6 +145,7 @@ class Result:
     error: str | None = None
     store_params: dict[str, Any] = attrs.field(factory=dict, converter=_frozen_dict)
     export_params: dict[str, Any] = attrs.field(factory=dict, converter=_frozen_dict)
+    subtask_config: dict[str, Any] = attrs.field(factory=dict, converter=_frozen_dict)
     output_files: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     started_at: float | None = None
     finished_at: float | None = None

@@ -17,8 +17,8 @@ OUTPUTS_DIR = "outputs"
 def read_outputs(result: Result, io_path: str) -> Result:
     """``result`` completed with the params, error and files the task wrote.
 
-    ``output.json`` holds ``store_params``, ``export_params`` and ``error`` (Digdag's
-    names). An error reported there fails the task even when it exited 0. An
+    ``output.json`` holds ``store_params``, ``export_params``, ``subtask_config`` and
+    ``error`` (Digdag's names). An error reported there fails the task even when it exited 0. An
     ``output.json`` that is not JSON is an error of the task, not of offload.
     """
     changes: dict[str, Any] = {}
@@ -35,7 +35,7 @@ def read_outputs(result: Result, io_path: str) -> Result:
             if not isinstance(data, dict):
                 error = f"output.json must hold a JSON object, got {_json_type(data)}"
     if isinstance(data, dict):
-        for field in ("store_params", "export_params"):
+        for field in ("store_params", "export_params", "subtask_config"):
             params = data.get(field)
             if params is None:
                 continue

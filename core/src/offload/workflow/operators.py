@@ -24,8 +24,9 @@ from offload.workflow.params import render_value
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Params that configure how a task runs rather than what it computes (besides the
-#: backends' task keys, which the executor knows).
-RUN_KEYS = ("timeout", "resources", "python", "ruby", "require")
+#: backends' task keys, which the executor knows). ``python``, ``ruby`` and ``require``
+#: configure it too, but stay visible to the task as params, as in Digdag.
+RUN_KEYS = ("timeout", "resources")
 
 
 @attrs.frozen
@@ -105,6 +106,28 @@ def run_settings(task_name: str, params: Mapping[str, Any]) -> tuple[float | Non
     return timeout, resources
 
 
+def operator_setting(params: Mapping[str, Any], namespace: str, key: str) -> Any:
+    """An operator's setting as Digdag nests it: ``key`` itself, else ``namespace.key``
+    (``_export: {py: {python: ...}}`` sets ``python`` for every ``py>`` task under it)."""
+    if params.get(key) is not None:
+        return params[key]
+    section = params.get(namespace)
+    return section.get(key) if isinstance(section, Mapping) else None
+
+
+def interpreter(task_name: str, params: Mapping[str, Any], namespace: str, key: str, default: str) -> tuple[str, ...]:
+    """``python:``/``ruby:`` as a command: a string (the program) or a list (program and
+    its arguments, such as ``[python3, -X, utf8]``)."""
+    value = operator_setting(params, namespace, key)
+    if value is None or value == "":
+        return (default,)
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+        return tuple(str(v) for v in value)
+    raise ConfigError([Problem(f"{task_name}: {key}", f"must be a program or a list of a program and its arguments, got {value!r}", fatal=True)])
+
+
 def executor_config(params: Mapping[str, Any], task_keys: Collection[str]) -> dict[str, Any]:
     """The task's sections for the backends: its params named by a backend's task key."""
     return {k: params[k] for k in sorted(task_keys) if params.get(k) is not None}
@@ -131,10 +154,10 @@ def build_request(
         clean = {k: v for k, v in params.items() if k not in RUN_KEYS and k not in task_keys}
         _write_json(os.path.join(io_path, "input.json"), {"params": clean, "task_name": ctx.task_name})
         if operator == "py>":
-            argv = (str(params.get("python") or "python3"), f"{io_rel}/py_runner.py", io_rel, command)
+            argv = (*interpreter(ctx.task_name, params, "py", "python", "python3"), f"{io_rel}/py_runner.py", io_rel, command)
         else:
-            require = str(params.get("require") or "")
-            argv = (str(params.get("ruby") or "ruby"), f"{io_rel}/rb_runner.rb", io_rel, command, require)
+            require = operator_setting(params, "rb", "require")
+            argv = (*interpreter(ctx.task_name, params, "rb", "ruby", "ruby"), f"{io_rel}/rb_runner.rb", io_rel, command, render_value(require))
     else:
         raise ConfigError([Problem(ctx.task_name, f"unknown operator {operator!r}", fatal=True)])
     return TaskRequest(

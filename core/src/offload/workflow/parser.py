@@ -1,11 +1,14 @@
 """Digdag's ``.dig`` file, the subset offload runs, parsed into a tree of tasks.
 
-Supported: ``+task`` children run in order, ``_parallel: true``, ``_export`` (inherited
-params, ``docker:`` and ``ecs:`` among them), ``_env``, ``_retry`` (a count), ``_error``
-(tasks run when the task fails), ``${param}`` substitution, and the operators ``sh>``,
-``py>`` and ``rb>``. Any other key of a task is a param of that task (as in
-Digdag, where ``py>`` passes them to the function by name). Every problem in the file
-is reported at once, naming the file, the task and the key.
+Supported: ``+task`` children run in order, ``_parallel`` (``true`` or ``{limit: N}``),
+``_background``, ``_export`` (inherited params, ``docker:`` and ``ecs:`` among them),
+``_env``, ``_retry`` (a count or ``{limit, interval, interval_type}``), ``_error`` (tasks
+run when the task fails), ``_check`` (a task run after the task succeeded), ``${param}``
+substitution, the command operators ``sh>``, ``py>`` and ``rb>``, and the operators
+that run inside the engine (:mod:`offload.workflow.engineops`). Any other key of a task
+is a param of that task (as in Digdag, where ``py>`` passes them to the function by
+name). Every problem in the file is reported at once, naming the file, the task and
+the key.
 """
 
 from __future__ import annotations
@@ -21,16 +24,23 @@ import yaml
 from offload.executor.errors import ConfigError
 from offload.executor.models import Problem
 from offload.workflow import yamlload
+from offload.workflow.directives import Parallelism, RetryPolicy, parse_flag, parse_parallel, parse_retry
+from offload.workflow.engineops import ENGINE_OPERATORS, engine_problems, templates_of
 
-OPERATORS = ("sh>", "py>", "rb>")
-DIRECTIVES = ("_export", "_env", "_retry", "_error", "_parallel")
+COMMAND_OPERATORS = ("sh>", "py>", "rb>")
+OPERATORS = COMMAND_OPERATORS + ENGINE_OPERATORS
+DIRECTIVES = ("_export", "_env", "_retry", "_error", "_parallel", "_background", "_check", "_do", "_else_do", "_workdir")
 #: Top-level keys of a workflow file that configure the session, not a task.
 SESSION_KEYS = ("timezone", "schedule")
 
 
 @attrs.frozen
 class Task:
-    """One node of the workflow: an operator task (``operator`` set) or a group (``children``)."""
+    """One node of the workflow: an operator task (``operator`` set) or a group (``children``).
+
+    ``body`` is the task's mapping as written: the engine operators make their
+    subtasks from it (``_do``) at run time; ``templates`` are those bodies parsed, for
+    the checks made before a run."""
 
     name: str
     operator: str | None = None
@@ -38,22 +48,26 @@ class Task:
     params: dict[str, Any] = attrs.field(factory=dict)
     export: dict[str, Any] = attrs.field(factory=dict)
     env: dict[str, str] = attrs.field(factory=dict)
-    retry: int = 0
-    parallel: bool = False
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    parallel: Parallelism = attrs.field(factory=Parallelism)
+    background: bool = False
     children: tuple[Task, ...] = ()
     error: Task | None = None
+    check: Task | None = None
+    body: dict[str, Any] = attrs.field(factory=dict)
+    templates: tuple[Task, ...] = ()
+    #: the directory of the workflow file the task comes from (``call>`` paths start there)
+    origin: str = ""
 
     @property
     def is_group(self) -> bool:
         return self.operator is None
 
     def walk(self) -> Iterator[Task]:
-        """This task and every task under it, in order (``_error`` tasks included)."""
+        """This task and every task under it, in order (``_do``, ``_check`` and ``_error`` included)."""
         yield self
-        for child in self.children:
+        for child in (*self.children, *self.templates, *((self.check,) if self.check else ()), *((self.error,) if self.error else ())):
             yield from child.walk()
-        if self.error is not None:
-            yield from self.error.walk()
 
 
 @attrs.frozen
@@ -72,8 +86,8 @@ class Workflow:
 
 
 class _Parser:
-    def __init__(self, source: str) -> None:
-        self.source = source
+    def __init__(self, source: str, origin: str) -> None:
+        self.source, self.origin = source, origin
         self.problems: list[Problem] = []
 
     def problem(self, task: str, key: str | None, message: str) -> None:
@@ -85,7 +99,19 @@ class _Parser:
             body = {}
         if isinstance(body, str) or not isinstance(body, Mapping):
             self.problem(name, None, f"must be a mapping of keys (an operator such as 'sh>', or '+child' tasks), got {type(body).__name__}")
-            return Task(name=name)
+            return Task(name=name, origin=self.origin)
+        workdir = body.get("_workdir")
+        if workdir is not None:
+            # the body of a workflow file that call> read from another directory
+            outer = self.origin
+            self.origin = os.path.normpath(os.path.join(outer, str(workdir)))
+            try:
+                return self._task(name, {k: v for k, v in body.items() if k != "_workdir"})
+            finally:
+                self.origin = outer
+        return self._task(name, body)
+
+    def _task(self, name: str, body: Mapping[Any, Any]) -> Task:
         operators = [k for k in body if isinstance(k, str) and k.endswith(">")]
         children = []
         params: dict[str, Any] = {}
@@ -104,20 +130,26 @@ class _Parser:
                 params[key] = value
         for op in operators:
             if op not in OPERATORS:
-                self.problem(name, op, f"unknown operator (supported: {', '.join(OPERATORS)})")
+                self.problem(name, op, unknown_operator(op))
         if len(operators) > 1:
             self.problem(name, None, f"a task has one operator, this one has {len(operators)}: {', '.join(operators)}")
         operator = operators[0] if len(operators) == 1 and operators[0] in OPERATORS else None
         command = body.get(operator) if operator else None
         if operator and children:
             self.problem(name, operator, "a task with an operator cannot also have '+child' tasks")
-        if operator:
+        templates: tuple[Task, ...] = ()
+        if operator in ENGINE_OPERATORS:
+            for key, message in engine_problems(operator, command, body):
+                self.problem(name, key, message)
+            templates = tuple(self.task(f"{name}^sub", template) for template in templates_of(operator, body))
+        elif operator:
             self._check_command(name, operator, command, params)
         elif not children and not operators:
-            self.problem(name, None, "has no operator (sh>, py>, rb>) and no '+child' tasks")
-        error = None
-        if "_error" in body:
-            error = self.task(f"{name}^error", body["_error"])
+            self.problem(name, None, "has no operator (sh>, py>, rb>, echo>, ...) and no '+child' tasks")
+        for key in ("_do", "_else_do"):
+            if key in body and operator not in ENGINE_OPERATORS:
+                self.problem(name, key, "only for the operators if>, for_each>, for_range> and loop>")
+        report = lambda key, message: self.problem(name, key, message)  # noqa: E731 - one line each
         return Task(
             name=name,
             operator=operator,
@@ -125,10 +157,15 @@ class _Parser:
             params=params,
             export=self._mapping(name, "_export", body.get("_export")),
             env=self._env(name, body.get("_env")),
-            retry=self._retry(name, body.get("_retry", 0)),
-            parallel=self._bool(name, "_parallel", body.get("_parallel", False)),
+            retry=parse_retry(body.get("_retry"), report),
+            parallel=parse_parallel(body.get("_parallel"), report),
+            background=parse_flag("_background", body.get("_background"), report),
             children=tuple(children),
-            error=error,
+            error=self.task(f"{name}^error", body["_error"]) if "_error" in body else None,
+            check=self.task(f"{name}^check", body["_check"]) if "_check" in body else None,
+            body=dict(body),
+            templates=templates,
+            origin=self.origin,
         )
 
     def _check_command(self, name: str, operator: str, command: Any, params: Mapping[str, Any]) -> None:
@@ -162,26 +199,24 @@ class _Parser:
                 out[k] = str(v).lower() if isinstance(v, bool) else str(v)
         return out
 
-    def _retry(self, name: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            if isinstance(value, str) and value.isdigit():
-                return int(value)
-            self.problem(name, "_retry", f"must be a count of retries (0 or more), got {value!r}")
-            return 0
-        return value
 
-    def _bool(self, name: str, key: str, value: Any) -> bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        self.problem(name, key, f"must be true or false, got {value!r}")
-        return False
+def unknown_operator(operator: str) -> str:
+    """Why offload does not run ``operator`` (Digdag's service operators need their service)."""
+    return f"unknown operator (offload runs: {', '.join(OPERATORS)}; Digdag's operators for other services, such as td> or bq>, are not supported)"
 
 
-def parse_workflow(text: str, path: str) -> Workflow:
-    """The workflow in ``text`` (read from ``path``), or a :class:`ConfigError` with every problem."""
-    source = os.path.basename(path)
+def parse_body(name: str, body: Any, source: str, origin: str) -> Task:
+    """A task built from ``body`` at run time (generated subtasks), its ``call>`` paths
+    starting at ``origin``; :class:`ConfigError` with every problem."""
+    parser = _Parser(source, origin)
+    task = parser.task(name, body)
+    if parser.problems:
+        raise ConfigError(parser.problems)
+    return task
+
+
+def parse_document(text: str, source: str) -> dict[str, Any]:
+    """A workflow file's YAML as a mapping; :class:`ConfigError` naming ``source`` otherwise."""
     try:
         data = yamlload.load(text)
     except yaml.YAMLError as e:
@@ -190,8 +225,15 @@ def parse_workflow(text: str, path: str) -> Workflow:
         raise ConfigError([Problem(source, f"not valid YAML{at}: {getattr(e, 'problem', None) or e}", fatal=True)]) from None
     if not isinstance(data, Mapping):
         raise ConfigError([Problem(source, f"must be a mapping of tasks, got {type(data).__name__}", fatal=True)])
+    return dict(data)
+
+
+def parse_workflow(text: str, path: str) -> Workflow:
+    """The workflow in ``text`` (read from ``path``), or a :class:`ConfigError` with every problem."""
+    source = os.path.basename(path)
+    data = parse_document(text, source)
     name = os.path.splitext(source)[0]
-    parser = _Parser(source)
+    parser = _Parser(source, os.path.dirname(os.path.abspath(path)))
     body = {k: v for k, v in data.items() if k not in SESSION_KEYS}
     timezone = data.get("timezone", "UTC")
     if not isinstance(timezone, str):
@@ -207,7 +249,8 @@ def parse_workflow(text: str, path: str) -> Workflow:
 MAX_WORKFLOW_BYTES = 16 << 20
 
 
-def load_workflow(path: str) -> Workflow:
+def read_text(path: str) -> str:
+    """The text of the workflow file at ``path``; :class:`ConfigError` when it cannot be one."""
     try:
         with open(path, "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
@@ -215,9 +258,17 @@ def load_workflow(path: str) -> Workflow:
             data = f.read(MAX_WORKFLOW_BYTES + 1)
         if len(data) > MAX_WORKFLOW_BYTES:
             raise ConfigError([Problem(path, f"is larger than {MAX_WORKFLOW_BYTES >> 20} MiB: not a workflow file", fatal=True)])
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except OSError as e:
         raise ConfigError([Problem(path, f"cannot read workflow file: {e.strerror or e}", fatal=True)]) from None
     except UnicodeDecodeError:
         raise ConfigError([Problem(path, "is not a UTF-8 text file", fatal=True)]) from None
-    return parse_workflow(text, path)
+
+
+def read_workflow_file(path: str) -> dict[str, Any]:
+    """The mapping in the workflow file at ``path`` (``call>`` runs its body)."""
+    return parse_document(read_text(path), os.path.basename(path))
+
+
+def load_workflow(path: str) -> Workflow:
+    return parse_workflow(read_text(path), path)

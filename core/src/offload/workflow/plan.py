@@ -21,6 +21,7 @@ from offload.executor.models import Problem, TaskRequest
 if TYPE_CHECKING:
     from offload.executor.executor import Executor
 from offload.executor.selection import Selection
+from offload.workflow.engineops import ENGINE_OPERATORS
 from offload.workflow.operators import executor_config, run_settings
 from offload.workflow.params import BUILTIN_NAMES, UnknownParam, check_expressions, references, substitute
 from offload.workflow.parser import Task, Workflow
@@ -63,7 +64,7 @@ def ancestors(root: Task, target: Task) -> list[Task]:
     """The tasks from ``root`` down to ``target`` (both included), or ``[]`` if not under it."""
     if root is target:
         return [root]
-    for child in (*root.children, *((root.error,) if root.error else ())):
+    for child in (*root.children, *root.templates, *((root.check,) if root.check else ()), *((root.error,) if root.error else ())):
         path = ancestors(child, target)
         if path:
             return [root, *path]
@@ -136,6 +137,9 @@ def check_workflow(workflow: Workflow, executor: Executor, session: Mapping[str,
                     if name not in known:
                         problems.append(Problem(f"{source}: {task.name}: {label}", f"${{{name}}}: unknown param {name!r}", fatal=True))
         earlier_operator = True
+        if task.operator in ENGINE_OPERATORS:
+            plans.append(TaskPlan(task, None, f"runs in offload's engine ({task.operator} needs no backend)"))
+            continue
         layers = [session, *(t.export for t in chain), {"task_name": task.name}, task.params]
         try:
             params = layered_params(layers)

@@ -9,6 +9,7 @@ task; finished tasks are collected, journaled, retried (``_retry``) or handed to
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,24 +17,28 @@ from typing import Any
 from offload.executor.executor import Executor
 from offload.executor.models import Handle, Result, TaskState
 from offload.executor.polling import AdaptiveInterval
+from offload.workflow.engineops import ENGINE_OPERATORS, run_engine_operator
 from offload.workflow.interrupts import Interrupted, Interrupts
 from offload.workflow.journal import Journal
-from offload.workflow.nodes import Node, build_tree, describe
+from offload.workflow.nodes import Node, describe
 from offload.workflow.operators import RequestContext, build_request
-from offload.workflow.params import references, substitute
+from offload.workflow.params import substitute
 from offload.workflow.parser import Workflow
-from offload.workflow.plan import Stored, Verbatim, deep_merge, layered_params
+from offload.workflow.plan import Verbatim, layered_params
 from offload.workflow.secrets import Masker, SecretStore, resolve, secret_names
 from offload.workflow.shellparams import render_script
 from offload.workflow.taskkeys import task_key
+from offload.workflow.tasktree import TaskTree
 
 #: Seconds a cancelled task gets to stop before it is killed.
 CANCEL_GRACE = 10.0
 #: Seconds after the grace period that the run waits for backends to confirm tasks stopped.
 CONFIRM_LIMIT = 30.0
+#: The backend named in the journal for tasks that ran inside the engine (``echo>``, ``if>``...).
+ENGINE = "engine"
 
 
-class Run:
+class Run(TaskTree):
     """One run of a workflow, new or resumed from the journal."""
 
     def __init__(
@@ -47,36 +52,22 @@ class Run:
         on_event: Callable[[str, str], None],
         secrets: SecretStore | None = None,
     ) -> None:
-        self.workflow, self.executor, self.journal, self.run_id = workflow, executor, journal, run_id
-        self.session = session
-        self.secrets = secrets or SecretStore()
         #: every secret the workflow uses is masked from the start (a re-attached task logs too)
         self.masker = Masker()
+        super().__init__(workflow, session, lambda task, message: on_event(task, self.masker.text(message)))
+        self.executor, self.journal, self.run_id = executor, journal, run_id
+        self.secrets = secrets or SecretStore()
         self.masker.add(v for t in workflow.root.walk() for e in t.env.values() for n in secret_names(e) if (v := self.secrets.get(n)) is not None)
         self.on_log: Callable[[str, str], None] = lambda task, line: on_log(task, self.masker.text(line))
-        self.on_event: Callable[[str, str], None] = lambda task, message: on_event(task, self.masker.text(message))
-        self.root = build_tree(workflow.root)
         #: the latest journaled attempt of each task, from before this process started
         self.records = {}
         for (name, _attempt), record in sorted(journal.tasks(run_id).items(), key=lambda item: item[0][1]):
             self.records[name] = record
-        self.stored: dict[str, Any] = {}
         self.running: dict[Node, Handle] = {}
-        self.parents: dict[Node, Node] = {}
-        self._index_parents(self.root)
-        self.cancelling = False
         self.interrupts = Interrupts()
         self.give_up_at = float("inf")
         self.interval = AdaptiveInterval()
         self.poll_failures = 0
-
-    def _index_parents(self, node: Node) -> None:
-        for child in node.children:
-            self.parents[child] = node
-            self._index_parents(child)
-        if node.error_node is not None:
-            self.parents[node.error_node] = node
-            self._index_parents(node.error_node)
 
     # -- the loop ---------------------------------------------------------------
     def execute(self) -> TaskState:
@@ -86,6 +77,7 @@ class Run:
                 if self.interrupts.pending:
                     self._cancel_running()
                 if not self.cancelling:
+                    self.wake_at = float("inf")
                     self.advance(self.root)
                 if self.root.finished or (self.cancelling and not self.running):
                     break
@@ -95,6 +87,8 @@ class Run:
                 if self.running:
                     self.poll_once()
                     self.wait()
+                elif self.wake_at < float("inf"):
+                    self.sleep_until(self.wake_at)
         if self.cancelling:
             return TaskState.CANCELLED
         return self.root.state
@@ -128,9 +122,18 @@ class Run:
 
     def wait(self) -> None:
         handles = list(self.running.values())
+        timeout = min(self.interval.next(), max(0.0, self.wake_at - time.monotonic()))
         try:
             with self.interrupts.interruptible():
-                self.executor.wait_any(handles, self.interval.next())
+                self.executor.wait_any(handles, timeout)
+        except Interrupted:
+            pass
+
+    def sleep_until(self, when: float) -> None:
+        """Nothing runs: wait for a retry's time (an interrupt ends the wait)."""
+        try:
+            with self.interrupts.interruptible():
+                time.sleep(max(0.0, min(when - time.monotonic(), 1.0)))
         except Interrupted:
             pass
 
@@ -176,94 +179,6 @@ class Run:
         node.handle, node.result = handle, result
         self.finish(node, result.state, result)
 
-    # -- walking the tree --------------------------------------------------------
-    def advance(self, node: Node) -> None:
-        if node.finished:
-            return
-        if node.error_node is not None:
-            self.advance(node.error_node)
-            if node.error_node.finished:
-                node.state = TaskState.FAILED
-            return
-        if not node.task.children:
-            if node.state is TaskState.PENDING:
-                self.start(node)
-            return
-        if node.task.parallel:
-            for child in node.children:
-                self.advance(child)
-            if all(c.finished for c in node.children):
-                self.finish(node, TaskState.FAILED if any(c.state is not TaskState.SUCCEEDED for c in node.children) else TaskState.SUCCEEDED)
-            return
-        for child in node.children:
-            self.advance(child)
-            if not child.finished:
-                return
-            if child.state is not TaskState.SUCCEEDED:
-                self.finish(node, TaskState.FAILED)
-                return
-        self.finish(node, TaskState.SUCCEEDED)
-
-    def finish(self, node: Node, outcome: TaskState, result: Result | None = None, quiet: bool = False) -> None:
-        """Record the outcome of a task: retry it, hand it to ``_error``, or settle it."""
-        node.tries += 1
-        if outcome is TaskState.SUCCEEDED:
-            node.state = TaskState.SUCCEEDED
-            if result is not None:
-                self.stored = deep_merge(self.stored, result.store_params)
-                parent = self.parents.get(node)
-                if parent is not None:
-                    parent.exports.update(result.export_params)
-            if not node.task.children and not quiet:
-                self.on_event(node.task.name, "succeeded")
-            return
-        if outcome is TaskState.CANCELLED or self.cancelling:
-            node.state = TaskState.CANCELLED
-            return
-        message = (result.error if result else None) or "a child task failed"
-        if node.tries <= node.task.retry:
-            self.on_event(node.task.name, f"failed ({message}); retry {node.tries} of {node.task.retry}")
-            tries = node.tries
-            node.reset()
-            node.tries = tries
-            return
-        if node.task.error is not None and node.error_node is None:
-            self.on_event(node.task.name, f"failed ({message}); running its _error tasks")
-            node.error_node = build_tree(node.task.error)
-            node.error_info = {"message": message, "task_name": node.task.name}
-            self._index_parents(node)
-            self.advance(node.error_node)
-            return
-        node.state = TaskState.FAILED
-        if not node.task.children:
-            self.on_event(node.task.name, f"failed: {message}")
-
-    def params_for(self, node: Node) -> dict[str, Any]:
-        chain_nodes = self._node_chain(node)
-        layers: list[dict[str, Any]] = [self.session]
-        for n in chain_nodes:
-            layers.append(n.task.export)
-            if n is not node:
-                layers.append(Verbatim(n.exports))
-            if n.error_info is not None and n is not node:
-                layers.append(Verbatim({"error": n.error_info}))
-        layers += [Stored(self.stored), {"task_name": node.task.name}, node.task.params]
-        return layered_params(layers)
-
-    def _names_from_tasks(self, node: Node) -> set[str]:
-        """Params of ``node`` whose values tasks produced (see :mod:`offload.workflow.shellparams`)."""
-        names = {"error", *self.stored}
-        for n in self._node_chain(node)[:-1]:
-            names.update(n.exports)
-        carrying = {k for k, v in node.task.params.items() if not names.isdisjoint(references(v))}
-        return (names - set(node.task.params)) | carrying
-
-    def _node_chain(self, node: Node) -> list[Node]:
-        chain = [node]
-        while chain[-1] in self.parents:
-            chain.append(self.parents[chain[-1]])
-        return list(reversed(chain))
-
     def env_for(self, node: Node, params: dict[str, Any]) -> dict[str, str]:
         env: dict[str, str] = {}
         for n in self._node_chain(node):
@@ -282,11 +197,13 @@ class Run:
         if record is not None:
             if record.state is TaskState.SUCCEEDED and record.result is not None:
                 node.attempt, node.result, node.backend = record.attempt, record.result, record.backend
+                node.replayed = True
                 self.on_event(name, f"skipped: succeeded in an earlier attempt of run {self.run_id}")
                 self.finish(node, TaskState.SUCCEEDED, record.result, quiet=True)
                 return
             if record.state is TaskState.RUNNING and record.handle is not None:
                 node.attempt, node.backend = record.attempt, record.backend
+                node.replayed = True
                 self.running[node] = record.handle
                 node.state = TaskState.RUNNING
                 self.on_event(name, f"re-attached to the running task on {record.backend}")
@@ -298,7 +215,27 @@ class Run:
                 return
         previous = self.records.get(name)
         node.attempt = max(node.attempt, previous.attempt if previous else 0) + 1
+        if node.task.operator in ENGINE_OPERATORS:
+            self._run_in_engine(node)
+            return
         self._submit(node, adopt=False)
+
+    def _run_in_engine(self, node: Node) -> None:
+        """An engine operator (``echo>``, ``if>``, ``for_each>``...): runs here and now."""
+        name = node.task.name
+        task_id = f"{self.run_id}.{task_key(name)}.{node.attempt}"
+        try:
+            params = self.params_for(node)
+            command = layered_params([Verbatim(params), {"__command": node.task.command}])["__command"]
+            result, lines = run_engine_operator(str(node.task.operator), command, node.task.body, node.task.origin, self.workflow.project_dir)
+        except Exception as e:  # noqa: BLE001 - the task fails with the reason; the run goes on
+            result, lines = Result(state=TaskState.FAILED, exit_code=1, error=describe(e), started_at=time.time(), finished_at=time.time()), []
+        result = self.masker.result(result)
+        for line in lines:
+            self.on_log(name, line)
+        self.journal.finished(self.run_id, name, node.attempt, task_id, ENGINE, result)
+        node.backend, node.result = ENGINE, result
+        self.finish(node, result.state, result)
 
     def _submit(self, node: Node, adopt: bool) -> None:
         name = node.task.name
@@ -311,6 +248,7 @@ class Run:
             io_dir=f".offload/io/{self.run_id}/{key}.{node.attempt}",
             labels={"offload.run-id": self.run_id, "offload.task-id": task_id, "offload.task-name": name},
         )
+        node.io_path = os.path.join(self.workflow.project_dir, ctx.io_dir)
         try:
             params = self.params_for(node)
             env = self.env_for(node, params)
