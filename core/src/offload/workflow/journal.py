@@ -44,10 +44,15 @@ CREATE TABLE IF NOT EXISTS tasks (
     updated_at REAL NOT NULL,
     PRIMARY KEY (run_id, task_name, attempt)
 );
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id TEXT NOT NULL,
+    started_at REAL NOT NULL
+);
 """
 
 #: The journal format this offload writes (SQLite's ``user_version``).
 VERSION = 1
+
 
 @attrs.frozen
 class RunRecord:
@@ -184,6 +189,19 @@ class Journal:
 
     def reopen_run(self, run_id: str) -> None:
         self.db.execute("UPDATE runs SET state = 'running', finished_at = NULL WHERE run_id = ?", (run_id,))
+
+    def new_attempt(self, run_id: str) -> int:
+        """Count one more start of ``run_id`` (new or resumed); its number, from 1."""
+        self.db.execute("INSERT INTO attempts (run_id, started_at) VALUES (?, ?)", (run_id, time.time()))
+        return int(self.db.execute("SELECT COUNT(*) FROM attempts WHERE run_id = ?", (run_id,)).fetchone()[0])
+
+    def session_time_before(self, workflow: str, run_id: str) -> str | None:
+        """The session time of the latest run of ``workflow`` started before ``run_id``."""
+        row = self.db.execute(
+            "SELECT session_time FROM runs WHERE workflow = ? AND started_at < (SELECT started_at FROM runs WHERE run_id = ?) ORDER BY started_at DESC LIMIT 1",
+            (workflow, run_id),
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def finish_run(self, run_id: str, state: TaskState) -> None:
         self.db.execute("UPDATE runs SET state = ?, finished_at = ? WHERE run_id = ?", (state.value, time.time(), run_id))

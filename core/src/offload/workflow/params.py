@@ -10,22 +10,41 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 REFERENCE = re.compile(r"\$\{([^{}]*)\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
 
+_TIME_FIELDS = ("time", "date", "date_compact", "local_time", "tz_offset", "unixtime")
+
 BUILTIN_NAMES = (
-    "session_time",
-    "session_date",
-    "session_date_compact",
-    "session_unixtime",
+    *(f"session_{field}" for field in _TIME_FIELDS),
     "session_id",
+    "session_uuid",
+    "attempt_id",
+    "retry_attempt_name",
+    *(f"last_executed_session_{field}" for field in _TIME_FIELDS),
     "timezone",
     "task_name",
     "project_dir",
 )
+
+#: Digdag's built-ins that only its server and scheduler know, with what to do instead:
+#: a workflow that uses one is stopped before anything runs (unless ``-p`` gives it).
+UNKNOWABLE = {
+    "project_id": "the id of the project on a Digdag server; offload has no server",
+    **{
+        f"{when}_session_{field}": "set by Digdag's scheduler from the workflow's schedule; offload has no scheduler"
+        for when in ("last", "next")
+        for field in _TIME_FIELDS
+    },
+}
+
+
+#: Why ``${1 + 2}`` is refused: Digdag evaluates JavaScript there, offload does not.
+NOT_AN_EXPRESSION = "only ${name} and ${name.key} are supported (offload has no JavaScript engine to evaluate expressions)"
 
 
 class UnknownParam(Exception):
@@ -36,23 +55,47 @@ class UnknownParam(Exception):
         super().__init__(message)
 
 
-def session_params(session_id: str, session_time: dt.datetime, timezone: str, project_dir: str) -> dict[str, Any]:
-    local = session_time
+def time_params(prefix: str, local: dt.datetime | None) -> dict[str, Any]:
+    """Digdag's ``<prefix>_time``, ``_date``, ``_date_compact``, ``_local_time``
+    (``2016-01-30 00:00:00``), ``_tz_offset`` (``+0900``) and ``_unixtime`` of ``local``;
+    empty strings when there is no such time (as Digdag gives them)."""
+    if local is None:
+        return {f"{prefix}_{field}": "" for field in _TIME_FIELDS}
     return {
-        "session_time": local.isoformat(timespec="seconds"),
-        "session_date": local.strftime("%Y-%m-%d"),
-        "session_date_compact": local.strftime("%Y%m%d"),
-        "session_unixtime": int(session_time.timestamp()),
+        f"{prefix}_time": local.isoformat(timespec="seconds"),
+        f"{prefix}_date": local.strftime("%Y-%m-%d"),
+        f"{prefix}_date_compact": local.strftime("%Y%m%d"),
+        f"{prefix}_local_time": local.strftime("%Y-%m-%d %H:%M:%S"),
+        f"{prefix}_tz_offset": local.strftime("%z"),
+        f"{prefix}_unixtime": int(local.timestamp()),
+    }
+
+
+def session_params(session_id: str, session_time: dt.datetime, timezone: str, project_dir: str) -> dict[str, Any]:
+    return {
+        **time_params("session", session_time),
         "session_id": session_id,
         "timezone": timezone,
         "project_dir": project_dir,
     }
 
 
+def run_params(run_id: str, attempt: int, last_executed: dt.datetime | None) -> dict[str, Any]:
+    """The built-ins a run adds to its session: ids, and the session time of the run
+    of the workflow before this one (``last_executed_session_*``)."""
+    return {
+        "session_id": run_id,
+        "session_uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"offload:run:{run_id}")),
+        "attempt_id": f"{run_id}.{attempt}",
+        "retry_attempt_name": None,
+        **time_params("last_executed_session", last_executed),
+    }
+
+
 def lookup(params: Mapping[str, Any], expression: str) -> Any:
     expr = expression.strip()
     if not _NAME.match(expr):
-        raise UnknownParam(expression, f"${{{expression}}}: only ${{name}} and ${{name.key}} are supported")
+        raise UnknownParam(expression, f"${{{expression}}}: {NOT_AN_EXPRESSION}")
     value: Any = params
     for part in expr.split("."):
         if not isinstance(value, Mapping) or part not in value:
@@ -110,7 +153,7 @@ def check_expressions(value: Any) -> list[str]:
             if _is_secret(match.group(1)):
                 problems.append(f"${{{match.group(1)}}}: a secret can be used only in an _env value (it reaches the task as an environment variable)")
             elif not _NAME.match(match.group(1).strip()):
-                problems.append(f"${{{match.group(1)}}}: only ${{name}} and ${{name.key}} are supported")
+                problems.append(f"${{{match.group(1)}}}: {NOT_AN_EXPRESSION}")
     elif isinstance(value, Mapping):
         for v in value.values():
             problems.extend(check_expressions(v))

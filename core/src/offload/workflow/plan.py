@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 from offload.executor.selection import Selection
 from offload.workflow.engineops import ENGINE_OPERATORS
 from offload.workflow.operators import executor_config, run_settings
-from offload.workflow.params import BUILTIN_NAMES, UnknownParam, check_expressions, references, substitute
+from offload.workflow.params import BUILTIN_NAMES, UNKNOWABLE, UnknownParam, check_expressions, references, substitute
 from offload.workflow.parser import Task, Workflow
 from offload.workflow.secrets import REFERENCE as SECRET_REFERENCE
 from offload.workflow.secrets import SecretStore, missing_message, secret_names
@@ -113,6 +113,25 @@ def _env_problems(source: str, task: Task, secrets: SecretStore) -> list[Problem
     return problems
 
 
+def _unknowable(source: str, task: Task, session: Mapping[str, Any]) -> list[Problem]:
+    """Digdag's built-ins that offload cannot know, wherever the task uses them: reported
+    before the run, not when a task in the middle of it needs one."""
+    problems = []
+    values = [("_export", task.export), *((f"_env.{k}", v) for k, v in task.env.items())]
+    values += [(task.operator or "", task.command), *task.params.items()] if not task.is_group else []
+    for label, value in values:
+        for name in dict.fromkeys(references(value)):
+            if name in UNKNOWABLE and name not in session:
+                problems.append(
+                    Problem(
+                        f"{source}: {task.name}: {label}",
+                        f"${{{name}}}: Digdag's built-in {name!r} is {UNKNOWABLE[name]} (give it with -p {name}=VALUE)",
+                        fatal=True,
+                    )
+                )
+    return problems
+
+
 def check_workflow(workflow: Workflow, executor: Executor, session: Mapping[str, Any], secrets: SecretStore | None = None) -> list[TaskPlan]:
     """Every operator task's plan; raises :class:`ConfigError` with every problem found."""
     secrets = secrets or SecretStore()
@@ -125,6 +144,7 @@ def check_workflow(workflow: Workflow, executor: Executor, session: Mapping[str,
         for message in check_expressions(task.export):
             problems.append(Problem(f"{source}: {task.name}: _export", message, fatal=True))
         problems += _env_problems(source, task, secrets)
+        problems += _unknowable(source, task, session)
         if task.is_group:
             continue
         for key, value in (("command", task.command), *task.params.items(), *(("_env." + k, v) for k, v in task.env.items())):

@@ -14,7 +14,7 @@ from offload.executor.executor import Executor
 from offload.executor.models import TaskState
 from offload.workflow.journal import Journal
 from offload.workflow.nodes import Node
-from offload.workflow.params import session_params
+from offload.workflow.params import run_params, session_params
 from offload.workflow.parser import Workflow, load_workflow
 from offload.workflow.plan import check_workflow
 from offload.workflow.runlock import RunLock
@@ -51,9 +51,22 @@ def session_params_for(workflow: Workflow, params: Mapping[str, Any], session_ti
         when = when.replace(tzinfo=zone)
     try:
         local = when.astimezone(zone)
-        return {**session_params(session_id, local, workflow.timezone, workflow.project_dir), **params}
+        return {**session_params(session_id, local, workflow.timezone, workflow.project_dir), **run_params(session_id, 1, None), **params}
     except (OverflowError, ValueError):
         raise UsageError(f"session time {session_time!r}: out of the range of dates offload can use (years 1 to 9999 in {workflow.timezone})") from None
+
+
+def _last_executed(journal: Journal, workflow: Workflow, run_id: str) -> dt.datetime | None:
+    """The session time of the workflow's run before ``run_id``, in the workflow's time zone."""
+    text = journal.session_time_before(workflow.path, run_id)
+    if not text:
+        return None
+    try:
+        from zoneinfo import ZoneInfo
+
+        return dt.datetime.fromisoformat(text).astimezone(ZoneInfo(workflow.timezone))
+    except (ValueError, KeyError):
+        return None
 
 
 def _quiet(task: str, message: str) -> None:
@@ -98,7 +111,9 @@ def run_workflow(
             journal.reopen_run(run_id)
         else:
             run_id = journal.start_run(workflow.path, session["session_time"]).run_id
-        session["session_id"] = run_id
+        session.update(
+            {k: v for k, v in run_params(run_id, journal.new_attempt(run_id), _last_executed(journal, workflow, run_id)).items() if k not in (params or {})}
+        )
         on_event("run", f"{'resuming' if resume else 'starting'} run {run_id} of {workflow.name}")
         run = Run(workflow, executor, journal, run_id, session, on_log, on_event, secrets)
         state = run.execute()
