@@ -140,13 +140,13 @@ def test_build_options() -> None:
     assert options.nocache and options.pull
     assert options.network_mode == "host"
     assert options.labels == (("team", "data"),)
-    assert options.container_limits == (("memory", 1 << 30),)
+    assert options.memory == 1 << 30
 
 
 def test_an_unknown_build_option_is_named() -> None:
-    _, problems = parse_build_options(["--squash"])
+    _, problems = parse_build_options(["--sqash"])
     assert problems == [problems[0]]
-    assert problems[0].startswith("unknown build option '--squash' (supported: --build-arg, --no-cache,")
+    assert problems[0].startswith("unknown build option '--sqash' (supported: --build-arg, --no-cache,")
 
 
 def test_no_docker_keys_or_no_image_means_not_configured_so_selection_falls_back() -> None:
@@ -178,7 +178,8 @@ def test_selection_hands_the_parsed_settings_on() -> None:
     ("docker", "where", "message"),
     [
         ({"image": "x", "run_options": ["--rm"]}, "task t1: docker.run_options", "unknown run option '--rm'"),
-        ({"image": "x", "build_options": ["--squash"]}, "task t1: docker.build_options", "unknown build option '--squash'"),
+        ({"image": "x", "build_options": ["--sqash"]}, "task t1: docker.build_options", "unknown build option '--sqash'"),
+        ({"image": "x", "build_options": ["--secret", "id=a"]}, "task t1: docker.build_options", "build option '--secret' cannot be used"),
         ({"image": "x", "imag": "y"}, "task t1: docker", "unknown key 'imag'"),
         ({"image": "x", "pull_always": "sometimes"}, "task t1: docker.pull_always", "must be true or false"),
         ({"image": "x", "selinux": "maybe"}, "task t1: docker.selinux", "must be true, false, z or Z"),

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import io
+import json
 import os
 import re
 import tempfile
@@ -22,6 +23,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.utils
 
 import offload
 from offload import BackendError
@@ -239,34 +241,81 @@ def declare_build_args(dockerfile: str, names: list[str]) -> str:
     return "".join(lines)
 
 
+def build_query(options: BuildOptions, tag: str, buildargs: dict[str, str]) -> dict[str, Any]:
+    """The query parameters of the Engine API's ``POST /build`` (the classic builder) for
+    ``options``, named as the API names them; JSON-encoded where the API takes JSON.
+
+    Intermediate containers are always removed (``rm``, ``forcerm``); the image is
+    labelled ``offload.managed=true`` besides the labels asked for.
+    """
+    query: dict[str, Any] = {"t": tag, "rm": "1", "forcerm": "1", "labels": json.dumps({"offload.managed": "true", **dict(options.labels)})}
+    switches = {"nocache": options.nocache, "pull": options.pull, "q": options.quiet, "squash": options.squash}
+    query.update({name: "1" for name, on in switches.items() if on})
+    values = {
+        "networkmode": options.network_mode,
+        "target": options.target,
+        "platform": options.platform,
+        "isolation": options.isolation,
+        "shmsize": options.shm_size,
+        "memory": options.memory,
+        "memswap": options.memory_swap,
+        "cpushares": options.cpu_shares,
+        "cpuperiod": options.cpu_period,
+        "cpuquota": options.cpu_quota,
+        "cpusetcpus": options.cpuset_cpus,
+        "cpusetmems": options.cpuset_mems,
+        "cgroupparent": options.cgroup_parent,
+    }
+    query.update({name: str(value) for name, value in values.items() if value is not None})
+    if buildargs:
+        query["buildargs"] = json.dumps(buildargs)
+    if options.cache_from:
+        query["cachefrom"] = json.dumps(list(options.cache_from))
+    if options.ulimits:
+        query["ulimits"] = json.dumps([{"Name": name, "Soft": soft, "Hard": hard} for name, soft, hard in options.ulimits])
+    if options.extra_hosts:
+        query["extrahosts"] = [f"{host}:{address}" for host, address in options.extra_hosts]  # repeated
+    if options.security_opt:
+        query["securityopt"] = list(options.security_opt)  # repeated
+    return query
+
+
+def _post_build(api: Any, query: dict[str, Any], dockerfile: str) -> Iterator[dict[str, Any]]:
+    """``POST /build`` of a context holding only ``dockerfile``, with ``query`` as given; the
+    decoded stream of the engine's answer.
+
+    ``APIClient.build`` has no argument for several of the API's parameters (``ulimits``,
+    ``cpuperiod``, ``cpuquota``, ``cpusetmems``, ``cgroupparent``, ``securityopt``), so the
+    request is made here with the SDK's own helpers, the way ``build`` makes it: the same
+    registry credentials header, the proxy settings of the docker config file as build
+    args, the client's API version, and the response hooks (:class:`Abort`) still apply.
+    """
+    proxies = api._proxy_configs.get_environment()
+    if proxies:
+        query = {**query, "buildargs": json.dumps({**proxies, **json.loads(query.get("buildargs", "{}"))})}
+    headers = {"Content-Type": "application/tar"}
+    api._set_auth_headers(headers)
+    context = docker.utils.mkbuildcontext(io.BytesIO(dockerfile.encode()))
+    try:
+        response = api._post(api._url("/build"), data=context, params=query, headers=headers, stream=True, timeout=None)
+    finally:
+        context.close()
+    return api._stream_helper(response, decode=True)  # type: ignore[no-any-return]
+
+
 def build_image(client: docker.DockerClient, dockerfile: str, tag: str, options: BuildOptions, log: Log) -> str:
     """Build ``dockerfile`` (no context: nothing is copied in) as ``tag``, streaming its log.
 
     A failed build raises :class:`BackendError` with the failing step, the engine's error
-    and the last lines that step printed.
+    and the last lines that step printed; a parameter the engine refuses (``--squash``
+    without experimental features, an ``--isolation`` it lacks) fails it with the
+    engine's reason.
     """
     buildargs = {k: v if v is not None else os.environ.get(k, "") for k, v in options.buildargs}
     dockerfile = declare_build_args(dockerfile, list(buildargs))
-    kwargs: dict[str, Any] = {
-        "fileobj": io.BytesIO(dockerfile.encode()),
-        "tag": tag,
-        "rm": True,
-        "forcerm": True,
-        "decode": True,
-        "nocache": options.nocache,
-        "pull": options.pull,
-        "buildargs": buildargs or None,
-        "labels": {"offload.managed": "true", **dict(options.labels)},
-        "network_mode": options.network_mode,
-        "target": options.target,
-        "platform": options.platform,
-        "extra_hosts": dict(options.extra_hosts) or None,
-        "shmsize": options.shm_size,
-        "container_limits": dict(options.container_limits) or None,
-    }
     tracker = _StepTracker(log)
     try:
-        for chunk in client.api.build(**{k: v for k, v in kwargs.items() if v is not None}):
+        for chunk in _post_build(client.api, build_query(options, tag, buildargs), dockerfile):
             if "stream" in chunk:
                 tracker.feed(str(chunk["stream"]))
             elif "error" in chunk:

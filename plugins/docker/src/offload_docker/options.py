@@ -1,9 +1,11 @@
 """Digdag's ``run_options`` and ``build_options`` (``docker run`` / ``docker build`` flags)
-parsed into Docker SDK arguments.
+parsed into Docker SDK arguments (run) and Engine API build parameters (build).
 
 Only the flags listed in :data:`RUN_FLAGS` and :data:`BUILD_FLAGS` are understood; any
 other flag is a config problem naming it and the supported ones, because silently
 ignoring a flag (``--memory`` misspelt) would run the task without the limit asked for.
+A ``docker build`` flag that offload cannot pass (BuildKit's, ``--tag``...) is a problem
+saying why (:data:`REFUSED_BUILD_FLAGS`).
 """
 
 from __future__ import annotations
@@ -87,18 +89,36 @@ class RunOptions:
 
 @attrs.frozen
 class BuildOptions:
-    """The SDK arguments of ``client.api.build`` that ``build_options`` asked for."""
+    """What ``build_options`` asked of the engine's classic builder (``POST /build``).
+
+    ``None`` and empty mean not given. ``buildargs`` values that are ``None``
+    (``--build-arg NAME``) take the driver's value of ``NAME``; ``memory_swap`` ``-1``
+    is unlimited swap; ``ulimits`` are ``(name, soft, hard)``.
+    """
 
     buildargs: tuple[tuple[str, str | None], ...] = ()
     nocache: bool = False
     pull: bool = False
+    quiet: bool = False
+    squash: bool = False
     network_mode: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
     target: str | None = None
     platform: str | None = None
+    isolation: str | None = None
     extra_hosts: tuple[tuple[str, str], ...] = ()
+    cache_from: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()
     shm_size: int | None = None
-    container_limits: tuple[tuple[str, int], ...] = ()
+    memory: int | None = None
+    memory_swap: int | None = None
+    cpu_shares: int | None = None
+    cpu_period: int | None = None
+    cpu_quota: int | None = None
+    cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
+    cgroup_parent: str | None = None
+    ulimits: tuple[tuple[str, int, int], ...] = ()
 
 
 Apply = Callable[[dict[str, Any], str], None]
@@ -106,11 +126,16 @@ Apply = Callable[[dict[str, Any], str], None]
 
 @attrs.frozen
 class Flag:
-    """One supported flag: its spellings, whether it takes a value, and how it is applied."""
+    """One flag: its spellings, whether it takes a value, and how it is applied.
+
+    A flag with ``refused`` set is known but cannot be passed: using it is a problem
+    giving that reason (its value is skipped, so it is reported once).
+    """
 
     names: tuple[str, ...]
     apply: Apply
     boolean: bool = False
+    refused: str = ""
 
     @property
     def label(self) -> str:
@@ -152,7 +177,10 @@ def _ulimit(value: str) -> tuple[str, int, int]:
     if not match:
         raise ValueError(f"invalid ulimit {value!r} (use NAME=SOFT[:HARD], e.g. nofile=1024:2048)")
     soft = int(match[2])
-    return match[1], soft, int(match[3]) if match[3] is not None else soft
+    hard = int(match[3]) if match[3] is not None else soft
+    if soft > hard >= 0:
+        raise ValueError(f"invalid ulimit {value!r}: the soft limit {soft} is above the hard limit {hard}")
+    return match[1], soft, hard
 
 
 def _host(value: str) -> tuple[str, str]:
@@ -210,17 +238,37 @@ def _accept_bool(out: dict[str, Any], value: str) -> None:
     _parse_bool(value)  # checked, then ignored
 
 
-def _label(field: str) -> Apply:
+def _only_true(why_false: str) -> Apply:
+    """A boolean flag offload always behaves as set: ``=false`` is refused with ``why_false``."""
+
     def apply(out: dict[str, Any], value: str) -> None:
-        key, val = _key_value(value, "label")
-        out[field] = (*out.get(field, ()), (key, val or ""))
+        if not _parse_bool(value):
+            raise ValueError(f"cannot be false: {why_false}")
 
     return apply
 
 
-def _limit(name: str, convert: Callable[[str], int]) -> Apply:
+def _swap(value: str) -> int:
+    return -1 if value.strip() == "-1" else parse_bytes(value)
+
+
+def _extend(field: str) -> Apply:
+    """Comma-separated values added to ``field``, as the docker CLI's string slices (``--cache-from a,b``)."""
+
     def apply(out: dict[str, Any], value: str) -> None:
-        out["container_limits"] = (*out.get("container_limits", ()), (name, convert(value)))
+        out[field] = (*out.get(field, ()), *(part.strip() for part in value.split(",") if part.strip()))
+
+    return apply
+
+
+def _refuse(names: tuple[str, ...], reason: str, boolean: bool = False) -> Flag:
+    return Flag(names, _accept_bool, boolean=boolean, refused=reason)
+
+
+def _label(field: str) -> Apply:
+    def apply(out: dict[str, Any], value: str) -> None:
+        key, val = _key_value(value, "label")
+        out[field] = (*out.get(field, ()), (key, val or ""))
 
     return apply
 
@@ -251,20 +299,65 @@ RUN_FLAGS = (
     Flag(("--device",), _append("devices", _device)),
 )
 
+_TRUST = "content trust (image signature verification) is done by the docker CLI, which offload does not use"
+_KEPT = "offload always removes a build's intermediate containers (they carry no offload label, so nothing else would)"
 BUILD_FLAGS = (
     Flag(("--build-arg",), _pairs("buildargs", "build argument")),
     Flag(("--no-cache",), _set("nocache", _parse_bool), boolean=True),
     Flag(("--pull",), _set("pull", _parse_bool), boolean=True),
+    Flag(("-q", "--quiet"), _set("quiet", _parse_bool), boolean=True),
+    Flag(("--squash",), _set("squash", _parse_bool), boolean=True),
     Flag(("--network",), _set("network_mode")),
     Flag(("--label",), _label("labels")),
     Flag(("--target",), _set("target")),
     Flag(("--platform",), _set("platform")),
+    Flag(("--isolation",), _set("isolation")),
     Flag(("--add-host",), _append("extra_hosts", _host)),
+    Flag(("--cache-from",), _extend("cache_from")),
+    Flag(("--security-opt",), _append("security_opt")),
     Flag(("--shm-size",), _set("shm_size", parse_bytes)),
-    Flag(("-m", "--memory"), _limit("memory", parse_bytes)),
-    Flag(("--cpu-shares",), _limit("cpushares", _int)),
-    # offload always removes intermediate containers; accepted for Digdag configs.
-    Flag(("--rm", "--force-rm"), _accept_bool, boolean=True),
+    Flag(("-m", "--memory"), _set("memory", parse_bytes)),
+    Flag(("--memory-swap",), _set("memory_swap", _swap)),
+    Flag(("-c", "--cpu-shares"), _set("cpu_shares", _int)),
+    Flag(("--cpu-period",), _set("cpu_period", _int)),
+    Flag(("--cpu-quota",), _set("cpu_quota", _int)),
+    Flag(("--cpuset-cpus",), _set("cpuset_cpus")),
+    Flag(("--cpuset-mems",), _set("cpuset_mems")),
+    Flag(("--cgroup-parent",), _set("cgroup_parent")),
+    Flag(("--ulimit",), _append("ulimits", _ulimit)),
+    Flag(("--rm",), _only_true(_KEPT), boolean=True),
+    Flag(("--force-rm",), _only_true(_KEPT), boolean=True),
+    # The docker CLI's own (client-side) options; offload's build context is one small Dockerfile.
+    Flag(("--compress",), _accept_bool, boolean=True),
+    Flag(("--disable-content-trust",), _only_true(_TRUST), boolean=True),
+)
+
+_BUILDKIT = (
+    "it is an option of BuildKit (docker buildx), and offload builds with the engine's classic builder (the Engine API's POST /build), which cannot take it"
+)
+REFUSED_BUILD_FLAGS = (
+    _refuse(
+        ("-t", "--tag"),
+        "offload tags the image itself, as offload-image:<hash of image, build and build_options>, to build it once and find it again (use --label to mark it)",
+    ),
+    _refuse(
+        ("-f", "--file"),
+        "offload writes the Dockerfile itself from image and build (a plugin can render another through the offload_dockerfile hook)",
+    ),
+    _refuse(
+        ("--iidfile",),
+        "offload writes no file on the driver for a build, and a cached image is not built again; "
+        "the image is offload-image:<hash> (docker image inspect gives its ID)",
+    ),
+    _refuse(("--stream",), "it streams the build context through a docker CLI session; offload sends its context itself", boolean=True),
+    *(
+        _refuse((name,), _BUILDKIT, boolean=name in ("--check", "--load", "--push"))
+        for name in (
+            *("--secret", "--ssh", "-o", "--output", "--cache-to", "--progress", "--allow", "--build-context", "--builder"),
+            *("--attest", "--sbom", "--provenance", "--annotation", "--metadata-file", "--no-cache-filter", "--call"),
+            *("--check", "--load", "--push"),
+        )
+    ),
 )
 
 
@@ -283,7 +376,7 @@ def _tokens(items: Sequence[str]) -> list[str]:
 
 def _parse(items: Sequence[str], flags: Sequence[Flag], what: str) -> tuple[dict[str, Any], list[str]]:
     by_name = {name: flag for flag in flags for name in flag.names}
-    supported = ", ".join(flag.label for flag in flags)
+    supported = ", ".join(flag.label for flag in flags if not flag.refused)
     out: dict[str, Any] = {}
     problems: list[str] = []
     tokens = _tokens(items)
@@ -300,6 +393,11 @@ def _parse(items: Sequence[str], flags: Sequence[Flag], what: str) -> tuple[dict
                 problems.append(f"unknown {what} {name!r} (supported: {supported})")
             else:
                 problems.append(f"unexpected argument {token!r}: {what}s are flags (supported: {supported})")
+            continue
+        if flag.refused:
+            problems.append(f"{what} {name!r} cannot be used: {flag.refused}")
+            if not (sep or flag.boolean) and i < len(tokens) and not tokens[i].startswith("-"):
+                i += 1  # its value: one problem per flag
             continue
         if sep:
             value = inline
@@ -325,6 +423,6 @@ def parse_run_options(items: Sequence[str]) -> tuple[RunOptions, list[str]]:
 
 
 def parse_build_options(items: Sequence[str]) -> tuple[BuildOptions, list[str]]:
-    """``build_options`` as SDK arguments, and one message per problem."""
-    out, problems = _parse(items, BUILD_FLAGS, "build option")
+    """``build_options`` as what to ask of the engine's builder, and one message per problem."""
+    out, problems = _parse(items, (*BUILD_FLAGS, *REFUSED_BUILD_FLAGS), "build option")
     return BuildOptions(**out), problems
