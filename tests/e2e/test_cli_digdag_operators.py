@@ -126,3 +126,13 @@ def test_a_value_an_operator_cannot_use_fails_the_task_at_run_time(project: Path
     code, _, err = run(project, capsys, "_export:\n  flag: maybe\n+a:\n  if>: ${flag}\n  _do:\n    echo>: x\n")
     assert code == 1
     assert "+flow+a: failed: if>: must be true or false, got 'maybe'" in err
+
+
+def test_a_typo_after_engine_operators_is_still_caught_before_the_run(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # echo> and loop> store no params, so an unknown name after them cannot come from them
+    flow = "+a:\n  echo>: hi\n+l:\n  loop>: 2\n  _do:\n    echo>: ${i} ${typo}\n+b:\n  sh>: echo ${range}\n"
+    code, _, err = run(project, capsys, flow)
+    assert code == 2
+    assert "flow.dig: +flow+l^sub: echo>: ${typo}: unknown param 'typo'" in err
+    assert "flow.dig: +flow+b: sh>: ${range}: unknown param 'range'" in err
+    assert "${i}" not in err

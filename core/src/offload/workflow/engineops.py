@@ -38,6 +38,21 @@ def templates_of(operator: str, body: Mapping[str, Any]) -> list[Any]:
     return [body[key] for key in keys if body.get(key) is not None]
 
 
+#: Engine operators that cannot store params: a check before the run looks past them.
+STORELESS = ("echo>", "fail>", "if>", "for_each>", "for_range>", "loop>")
+
+
+def exported_names(operator: str, command: Any) -> set[str] | None:
+    """The params an engine operator gives its subtasks (``None``: known only at run time)."""
+    if operator == "loop>":
+        return {"i"}
+    if operator == "for_range>":
+        return {"range"}
+    if operator == "for_each>":
+        return {str(k) for k in command} if isinstance(command, Mapping) else None
+    return set()
+
+
 def engine_problems(operator: str, command: Any, body: Mapping[str, Any]) -> list[tuple[str, str]]:
     """What is wrong with an engine operator task as written: ``(key, message)`` pairs."""
     problems: list[tuple[str, str]] = []

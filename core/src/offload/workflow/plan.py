@@ -21,7 +21,7 @@ from offload.executor.models import Problem, TaskRequest
 if TYPE_CHECKING:
     from offload.executor.executor import Executor
 from offload.executor.selection import Selection
-from offload.workflow.engineops import ENGINE_OPERATORS
+from offload.workflow.engineops import ENGINE_OPERATORS, STORELESS, exported_names
 from offload.workflow.operators import executor_config, run_settings
 from offload.workflow.params import BUILTIN_NAMES, UNKNOWABLE, UnknownParam, check_expressions, references, substitute
 from offload.workflow.parser import Task, Workflow
@@ -78,12 +78,18 @@ class TaskPlan:
     note: str = ""
 
 
-def _static_names(chain: list[Task]) -> set[str]:
+def _static_names(chain: list[Task]) -> set[str] | None:
+    """The params the last task of ``chain`` surely has; ``None`` when only the run knows."""
     names = set(BUILTIN_NAMES)
     for task in chain:
         names.update(task.export)
         if task.name.endswith("^error") or "^error" in task.name:
             names.add("error")
+        if task is not chain[-1] and task.operator in ENGINE_OPERATORS:
+            given = exported_names(task.operator, task.command)
+            if given is None:
+                return None
+            names.update(given)
     names.update(chain[-1].params)
     return names
 
@@ -151,12 +157,14 @@ def check_workflow(workflow: Workflow, executor: Executor, session: Mapping[str,
             label = task.operator if key == "command" else key
             if not key.startswith("_env."):
                 problems += [Problem(f"{source}: {task.name}: {label}", message, fatal=True) for message in check_expressions(value)]
-            if not earlier_operator:
-                known = _static_names(chain) | set(session)  # -p and -P params are the session's
+            known = None if earlier_operator else _static_names(chain)
+            if known is not None:
+                known |= set(session)  # -p and -P params are the session's
                 for name in references(value):
                     if name not in known:
                         problems.append(Problem(f"{source}: {task.name}: {label}", f"${{{name}}}: unknown param {name!r}", fatal=True))
-        earlier_operator = True
+        # a task before may have stored any param (engine operators store none)
+        earlier_operator = earlier_operator or task.operator not in STORELESS
         if task.operator in ENGINE_OPERATORS:
             plans.append(TaskPlan(task, None, f"runs in offload's engine ({task.operator} needs no backend)"))
             continue
