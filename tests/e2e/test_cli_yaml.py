@@ -30,3 +30,29 @@ def test_times_yes_no_on_off_and_dates_stay_strings_and_true_false_numbers_do_no
     )
     assert main(["run", str(tmp_path / "flow.dig")]) == 0, capsys.readouterr().err
     assert "[+flow+a] 10:00:00 yes no on off 2026-01-31 true 16" in capsys.readouterr().out
+
+
+def test_include_puts_another_files_mapping_in_place(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "step.dig").write_text("_export:\n  who: included\n!include : more.dig\n")  # relative to parts/
+    (tmp_path / "parts" / "more.dig").write_text("sh>: echo hello ${who}\n")
+    (tmp_path / "flow.dig").write_text("+a:\n  !include : 'parts/step.dig'\n+b:\n  sh>: echo after\n")
+    assert main(["run", str(tmp_path / "flow.dig")]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.splitlines()[:2] == ["[+flow+a] hello included", "[+flow+b] after"]
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"flow.dig": "+a:\n  !include : nowhere.dig\n"}, "!include 'nowhere.dig': cannot read"),
+        ({"flow.dig": "+a:\n  !include : ../outside.dig\n"}, "!include '../outside.dig' is outside the workflow's directory"),
+        ({"flow.dig": "+a:\n  !include : self.dig\n", "self.dig": "!include : self.dig\n"}, "nested more than 20 deep"),
+        ({"flow.dig": "+a:\n  sh>: echo\n  !include : dup.dig\n", "dup.dig": "sh>: echo again\n"}, "key 'sh>' is also in the including mapping"),
+    ],
+)
+def test_a_bad_include_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], files: dict[str, str], message: str) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert main(["run", str(tmp_path / "flow.dig")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

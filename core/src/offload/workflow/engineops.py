@@ -214,7 +214,7 @@ def call(command: Any, workflow_dir: str, project_dir: str) -> dict[str, Any]:
 
     path = call_target(command, workflow_dir, project_dir)
     try:
-        data = read_workflow_file(path)
+        data = read_workflow_file(path, project_dir)
     except ConfigError as e:
         raise EngineError("call>: " + "; ".join(str(p) for p in e.problems)) from None
     body = {k: v for k, v in data.items() if k not in SESSION_KEYS}

@@ -215,10 +215,11 @@ def parse_body(name: str, body: Any, source: str, origin: str) -> Task:
     return task
 
 
-def parse_document(text: str, source: str) -> dict[str, Any]:
-    """A workflow file's YAML as a mapping; :class:`ConfigError` naming ``source`` otherwise."""
+def parse_document(text: str, source: str, base_dir: str | None = None, root_dir: str | None = None) -> dict[str, Any]:
+    """A workflow file's YAML as a mapping; :class:`ConfigError` naming ``source`` otherwise.
+    ``!include`` paths start at ``base_dir`` and stay in ``root_dir``."""
     try:
-        data = yamlload.load(text)
+        data = yamlload.load(text, base_dir, root_dir)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
@@ -231,7 +232,8 @@ def parse_document(text: str, source: str) -> dict[str, Any]:
 def parse_workflow(text: str, path: str) -> Workflow:
     """The workflow in ``text`` (read from ``path``), or a :class:`ConfigError` with every problem."""
     source = os.path.basename(path)
-    data = parse_document(text, source)
+    here = os.path.dirname(os.path.abspath(path))
+    data = parse_document(text, source, here, here)
     name = os.path.splitext(source)[0]
     parser = _Parser(source, os.path.dirname(os.path.abspath(path)))
     body = {k: v for k, v in data.items() if k not in SESSION_KEYS}
@@ -265,9 +267,9 @@ def read_text(path: str) -> str:
         raise ConfigError([Problem(path, "is not a UTF-8 text file", fatal=True)]) from None
 
 
-def read_workflow_file(path: str) -> dict[str, Any]:
+def read_workflow_file(path: str, root_dir: str) -> dict[str, Any]:
     """The mapping in the workflow file at ``path`` (``call>`` runs its body)."""
-    return parse_document(read_text(path), os.path.basename(path))
+    return parse_document(read_text(path), os.path.basename(path), os.path.dirname(os.path.abspath(path)), root_dir)
 
 
 def load_workflow(path: str) -> Workflow:
