@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from offload.executor.errors import ConfigError
 from offload.workflow.directives import RetryPolicy, parse_retry
 from offload.workflow.engineops import EngineError, name_tag, ranges
 from offload.workflow.nodes import upstreams
@@ -62,3 +65,22 @@ def test_retry_intervals() -> None:
     assert problems == []
     assert [policy.delay(n) for n in (1, 2, 3)] == [10, 20, 25]
     assert RetryPolicy(limit=2, interval=5).delay(2) == 5
+
+
+def test_after_makes_a_parallel_child_wait_for_the_siblings_it_names() -> None:
+    body = "_parallel: true\n+a: {sh>: x}\n+b: {sh>: x}\n+c: {sh>: x, _after: [+a, b]}\n+d: {sh>: x, _after: +c}\n"
+    assert order(body) == [(), (), (0, 1), (2,)]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("+a: {sh>: x}\n+b: {sh>: x, _after: +a}\n", "is only for a child of a group with _parallel: true"),
+        ("_parallel: true\n+a: {sh>: x, _after: +b}\n+b: {sh>: x}\n", "'+b' is not a sibling written before this task"),
+    ],
+)
+def test_after_is_checked(body: str, message: str) -> None:
+    import yaml
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_body("+w", yaml.safe_load(body), "w.dig", "/p")

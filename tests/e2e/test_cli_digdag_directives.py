@@ -133,3 +133,15 @@ def test_a_resumed_run_does_not_repeat_the_generator_or_its_finished_subtasks(pr
     assert code == 0, err
     assert log(out, "+flow+g") == []
     assert (project / "ran").read_text() == "one\ntwo\ntwo\n"
+
+
+def test_after_orders_children_of_a_parallel_group(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = (
+        "+g:\n  _parallel: true\n"
+        "  +a:\n    sh>: sleep 0.3; touch a\n"
+        "  +b:\n    sh>: touch b\n"
+        "  +c:\n    _after: [+a, +b]\n    sh>: test -f a && test -f b && echo after both\n"
+    )
+    code, out, err = run(project, capsys, flow)
+    assert code == 0, err
+    assert log(out, "+flow+g+c") == ["after both"]

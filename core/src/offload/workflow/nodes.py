@@ -102,13 +102,17 @@ def upstreams(task: Task) -> list[tuple[int, ...]]:
 
     In order, each child waits for the one before it and for the ``_background``
     children just before that (a ``_background`` child waits for nothing: it runs
-    alongside the tasks before it). Under ``_parallel`` no child waits; with
-    ``_parallel: {limit: N}`` the children run in batches of N, each batch after the
-    whole batch before it."""
+    alongside the tasks before it). Under ``_parallel`` a child waits only for the
+    siblings its ``_after`` names; with ``_parallel: {limit: N}`` the children run in
+    batches of N, each batch after the whole batch before it."""
     count = len(task.children)
     if task.parallel.enabled:
         limit = task.parallel.limit or count or 1
-        return [tuple(range(max(0, (i // limit - 1) * limit), (i // limit) * limit)) for i in range(count)]
+        index = {child.name[len(task.name) :]: i for i, child in enumerate(task.children)}
+        return [
+            tuple(sorted({*range(max(0, (i // limit - 1) * limit), (i // limit) * limit), *(index[a] for a in child.after if a in index)}))
+            for i, child in enumerate(task.children)
+        ]
     out: list[tuple[int, ...]] = []
     before: list[int] = []
     for i, child in enumerate(task.children):

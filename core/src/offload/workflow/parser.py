@@ -29,7 +29,7 @@ from offload.workflow.engineops import ENGINE_OPERATORS, engine_problems, templa
 
 COMMAND_OPERATORS = ("sh>", "py>", "rb>")
 OPERATORS = COMMAND_OPERATORS + ENGINE_OPERATORS
-DIRECTIVES = ("_export", "_env", "_retry", "_error", "_parallel", "_background", "_check", "_do", "_else_do", "_workdir")
+DIRECTIVES = ("_export", "_env", "_retry", "_error", "_parallel", "_background", "_after", "_check", "_do", "_else_do", "_workdir")
 #: Top-level keys of a workflow file that configure the session, not a task.
 SESSION_KEYS = ("timezone", "schedule")
 
@@ -51,6 +51,8 @@ class Task:
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     parallel: Parallelism = attrs.field(factory=Parallelism)
     background: bool = False
+    #: ``_after``: the siblings (``+name``) this child of a ``_parallel`` group waits for
+    after: tuple[str, ...] = ()
     children: tuple[Task, ...] = ()
     error: Task | None = None
     check: Task | None = None
@@ -150,6 +152,8 @@ class _Parser:
             if key in body and operator not in ENGINE_OPERATORS:
                 self.problem(name, key, "only for the operators if>, for_each>, for_range> and loop>")
         report = lambda key, message: self.problem(name, key, message)  # noqa: E731 - one line each
+        parallel = parse_parallel(body.get("_parallel"), report)
+        self._check_after(name, parallel.enabled, children)
         return Task(
             name=name,
             operator=operator,
@@ -158,8 +162,9 @@ class _Parser:
             export=self._mapping(name, "_export", body.get("_export")),
             env=self._env(name, body.get("_env")),
             retry=parse_retry(body.get("_retry"), report),
-            parallel=parse_parallel(body.get("_parallel"), report),
+            parallel=parallel,
             background=parse_flag("_background", body.get("_background"), report),
+            after=self._after(name, body.get("_after")),
             children=tuple(children),
             error=self.task(f"{name}^error", body["_error"]) if "_error" in body else None,
             check=self.task(f"{name}^check", body["_check"]) if "_check" in body else None,
@@ -167,6 +172,27 @@ class _Parser:
             templates=templates,
             origin=self.origin,
         )
+
+    def _after(self, name: str, value: Any) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            self.problem(name, "_after", f"must be a sibling's name (+name) or a list of them, got {value!r}")
+            return ()
+        return tuple(n if n.startswith("+") else f"+{n}" for n in names)
+
+    def _check_after(self, name: str, parallel: bool, children: list[Task]) -> None:
+        """``_after`` names earlier siblings, under a ``_parallel`` group only (as in Digdag)."""
+        seen: set[str] = set()
+        for child in children:
+            short = child.name[len(name) :]
+            for after in child.after:
+                if not parallel:
+                    self.problem(child.name, "_after", "is only for a child of a group with _parallel: true (elsewhere children already run in order)")
+                elif after not in seen:
+                    self.problem(child.name, "_after", f"{after!r} is not a sibling written before this task")
+            seen.add(short)
 
     def _check_command(self, name: str, operator: str, command: Any, params: Mapping[str, Any]) -> None:
         if operator == "sh>" and not isinstance(command, str):
