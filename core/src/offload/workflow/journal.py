@@ -48,6 +48,14 @@ CREATE TABLE IF NOT EXISTS attempts (
     run_id TEXT NOT NULL,
     started_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS task_times (
+    run_id TEXT NOT NULL,
+    task_name TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    queued_at REAL NOT NULL,
+    submitted_at REAL,
+    PRIMARY KEY (run_id, task_name, attempt)
+);
 """
 
 #: The journal format this offload writes (SQLite's ``user_version``).
@@ -241,9 +249,26 @@ class Journal:
 
     def submitting(self, run_id: str, name: str, attempt: int, task_id: str, backend: str) -> None:
         self._upsert(run_id, name, attempt, state=TaskState.SUBMITTING.value, task_id=task_id, backend=backend, handle=None, result=None)
+        self._queued(run_id, name, attempt, time.time())
 
     def submitted(self, run_id: str, name: str, attempt: int, handle: Handle) -> None:
         self._upsert(run_id, name, attempt, state=TaskState.RUNNING.value, task_id=handle.task_id, backend=handle.backend, handle=json.dumps(to_dict(handle)))
+        self.db.execute(
+            "UPDATE task_times SET submitted_at = ? WHERE run_id = ? AND task_name = ? AND attempt = ? AND submitted_at IS NULL",
+            (time.time(), run_id, name, attempt),
+        )
+
+    def _queued(self, run_id: str, name: str, attempt: int, when: float) -> None:
+        self.db.execute(
+            "INSERT INTO task_times (run_id, task_name, attempt, queued_at) VALUES (?, ?, ?, ?) ON CONFLICT (run_id, task_name, attempt) DO NOTHING",
+            (run_id, name, attempt, when),
+        )
+
+    def task_times(self, run_id: str) -> dict[tuple[str, int], tuple[float, float | None]]:
+        """When each task attempt of ``run_id`` was handed to its backend (queued) and when
+        the backend had taken it (submitted); the result holds when it started and ended."""
+        rows = self.db.execute("SELECT task_name, attempt, queued_at, submitted_at FROM task_times WHERE run_id = ?", (run_id,)).fetchall()
+        return {(name, attempt): (queued, submitted) for name, attempt, queued, submitted in rows}
 
     def update_handle(self, run_id: str, name: str, attempt: int, handle: Handle) -> None:
         self.db.execute(
@@ -253,6 +278,7 @@ class Journal:
 
     def finished(self, run_id: str, name: str, attempt: int, task_id: str, backend: str | None, result: Result) -> None:
         self._upsert(run_id, name, attempt, state=result.state.value, task_id=task_id, backend=backend, result=json.dumps(to_dict(result)))
+        self._queued(run_id, name, attempt, result.started_at or time.time())  # a task that never reached a backend
 
     def tracked_handles(self) -> list[Handle]:
         """Handles of every task not known to have finished, in every run (for ``offload gc``)."""

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from offload.executor.executor import Executor
 from offload.executor.models import Handle, Result, TaskState
 from offload.executor.polling import AdaptiveInterval
@@ -38,6 +40,16 @@ CONFIRM_LIMIT = 30.0
 ENGINE = "engine"
 
 
+@attrs.frozen
+class Progress:
+    """Counts of a run's operator tasks by state (``running``, ``succeeded``, ``failed``,
+    ``pending``...) and of the running ones by backend, and the seconds since it started."""
+
+    by_state: dict[str, int]
+    running_by_backend: dict[str, int]
+    elapsed: float
+
+
 class Run(TaskTree):
     """One run of a workflow, new or resumed from the journal."""
 
@@ -51,6 +63,7 @@ class Run(TaskTree):
         on_log: Callable[[str, str], None],
         on_event: Callable[[str, str], None],
         secrets: SecretStore | None = None,
+        on_tick: Callable[[Run], None] | None = None,
     ) -> None:
         #: every secret the workflow uses is masked from the start (a re-attached task logs too)
         self.masker = Masker()
@@ -64,6 +77,9 @@ class Run(TaskTree):
         for (name, _attempt), record in sorted(journal.tasks(run_id).items(), key=lambda item: item[0][1]):
             self.records[name] = record
         self.running: dict[Node, Handle] = {}
+        #: called after every turn of the loop (a progress display reads :meth:`progress`)
+        self.on_tick = on_tick
+        self.started = time.monotonic()
         self.interrupts = Interrupts()
         self.give_up_at = float("inf")
         self.interval = AdaptiveInterval()
@@ -89,9 +105,22 @@ class Run(TaskTree):
                     self.wait()
                 elif self.wake_at < float("inf"):
                     self.sleep_until(self.wake_at)
+                if self.on_tick is not None:
+                    self.on_tick(self)
         if self.cancelling:
             return TaskState.CANCELLED
         return self.root.state
+
+    def progress(self) -> Progress:
+        """What the run's operator tasks are doing now (the tasks generated so far included)."""
+        by_state: dict[str, int] = {}
+        running_by_backend: dict[str, int] = {}
+        for node in self.root.operator_nodes():
+            state = "running" if node in self.running else node.state.value
+            by_state[state] = by_state.get(state, 0) + 1
+            if node in self.running and node.backend:
+                running_by_backend[node.backend] = running_by_backend.get(node.backend, 0) + 1
+        return Progress(by_state, running_by_backend, time.monotonic() - self.started)
 
     def _cancel_running(self) -> None:
         """Ask every running task to stop, all at once: the first signal with a grace

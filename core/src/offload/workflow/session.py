@@ -84,12 +84,14 @@ def run_workflow(
     secrets: SecretStore | None = None,
     on_log: Callable[[str, str], None] = _quiet,
     on_event: Callable[[str, str], None] = _quiet,
+    on_tick: Callable[[Run], None] | None = None,
 ) -> RunOutcome:
     """Run the workflow at ``path``, resuming its last run unless that one succeeded.
 
     Everything is checked before anything is launched; a problem raises
     :class:`offload.ConfigError`. ``on_log(task, line)`` gets every log line as it comes,
-    ``on_event(task, message)`` every start, finish, retry and skip.
+    ``on_event(task, message)`` every start, finish, retry and skip; ``on_tick(run)``
+    is called after every turn of the run's loop (``run.progress()`` tells what runs).
 
     One driver at a time runs a workflow of a project: while another holds the run
     lock, this raises :class:`offload.workflow.runlock.RunLocked` or, with ``wait``, waits for it.
@@ -115,7 +117,7 @@ def run_workflow(
             {k: v for k, v in run_params(run_id, journal.new_attempt(run_id), _last_executed(journal, workflow, run_id)).items() if k not in (params or {})}
         )
         on_event("run", f"{'resuming' if resume else 'starting'} run {run_id} of {workflow.name}")
-        run = Run(workflow, executor, journal, run_id, session, on_log, on_event, secrets)
+        run = Run(workflow, executor, journal, run_id, session, on_log, on_event, secrets, on_tick)
         state = run.execute()
         journal.finish_run(run_id, state)
         return RunOutcome(run_id, state, resume, run.root)
