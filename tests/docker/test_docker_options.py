@@ -229,11 +229,17 @@ def test_a_wrong_docker_config_stops_selection_with_every_problem() -> None:
         selection.check()
 
 
-def test_submit_refuses_a_task_without_docker_config_with_the_reason() -> None:
+def test_submit_to_docker_refuses_a_task_without_docker_config_with_the_reason() -> None:
     with pytest.raises(offload.ConfigError, match=r"task t1: docker: not configured"):
         forced_docker().submit(request(), backend="docker")
-    with pytest.raises(offload.ConfigError, match=r"no backend can run this task \(docker: task t1: docker: not configured"):
-        forced_docker().submit(request())
+
+
+def test_with_type_docker_a_task_without_docker_config_runs_locally_as_in_digdag() -> None:
+    selection = forced_docker().select(request())
+    assert selection.backend == "local" and not selection.fatal
+    assert [(a.backend, a.chosen) for a in selection.attempts] == [("docker", False), ("local", True)]
+    assert selection.attempts[0].reasons == ("task t1: docker: not configured for this task (no docker: keys)",)
+    assert "falls back to local, as in Digdag" in selection.attempts[1].reasons[0]
 
 
 def test_submit_outside_an_executor_says_the_settings_are_missing() -> None:

@@ -41,6 +41,7 @@ def _clean_faults(request: pytest.FixtureRequest) -> Iterator[None]:
     if "world" in request.fixturenames:
         w: World = request.getfixturevalue("world")
         w.server.faults.clear()
+        w.server.faults.paths.clear()
         w.agent.mode = "process"
         w.agent.log_lag = 0.0
 

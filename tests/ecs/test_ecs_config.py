@@ -139,7 +139,10 @@ def test_the_temporal_storage_is_any_installed_storage_plugin() -> None:
     [
         ({"digdag-test": {}}, f"{WHERE}.name: required key missing"),
         ({"name": "c", "c": {}}, f"{WHERE}.temporal_storage: required"),
-        ({"name": "c", "other": {}, "temporal_storage": {"s3": {"bucket": "b"}}}, f"{WHERE}.other: unknown key (known keys: name, c, temporal_storage)"),
+        (
+            {"name": "c", "other": {}, "temporal_storage": {"s3": {"bucket": "b"}}},
+            f"{WHERE}.other: unknown key (known keys: name, c, temporal_storage, retry_task_",
+        ),
         (
             {"name": "c", "temporal_storage": {"s3": {"bucket": "b", "credentials": {"access-key-id": "A"}}}},
             f"{WHERE}.temporal_storage.s3.credentials: access-key-id and secret-access-key go together",

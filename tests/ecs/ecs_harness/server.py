@@ -1,5 +1,6 @@
 """moto's ThreadedMotoServer on 127.0.0.1, behind a WSGI layer that counts calls and
-answers with faults on request: throttling, ``run_task`` failures, expired credentials.
+answers with faults on request: throttling, ``run_task`` failures, expired credentials,
+S3 errors for one object (the container's download of its project, its upload).
 
 Two things ECS does and moto does not are played here too: RunTask's ``clientToken``
 (moto ignores it: see :class:`Tokens`), and a way for a test to hold an answer after
@@ -74,6 +75,8 @@ class Faults:
         #: Access keys S3 does not know (``InvalidAccessKeyId``): moto accepts any key.
         self.refused_keys: set[str] = set()
         self.calls: Counter[str] = Counter()
+        #: The S3 calls by operation and path (``("S3:GET", "/bucket/key")``).
+        self.paths: Counter[tuple[str, str]] = Counter()
 
     def hold(self, op: str, limit: float = 60.0) -> Hold:
         """Hold back the answer to the next call of ``op``, after moto has acted on it."""
@@ -90,10 +93,20 @@ class Faults:
                     return hold
         return None
 
-    def add(self, op: str, count: int, *, error: tuple[str, str] | None = None, body: dict[str, Any] | None = None) -> None:
-        """The next ``count`` calls of ``op`` fail with ``error`` (code, message) or answer ``body``."""
+    def add(
+        self,
+        op: str,
+        count: int,
+        *,
+        error: tuple[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        status: str = "400 Bad Request",
+        key: str | None = None,
+    ) -> None:
+        """The next ``count`` calls of ``op`` fail with ``error`` (code, message; HTTP ``status``)
+        or answer ``body``; with ``key``, only the S3 calls whose path ends with ``key``."""
         with self._lock:
-            self._rules.append({"op": op, "left": count, "error": error, "body": body})
+            self._rules.append({"op": op, "left": count, "error": error, "body": body, "status": status, "key": key})
 
     def clear(self) -> None:
         with self._lock:
@@ -104,11 +117,13 @@ class Faults:
             self.expired_keys.clear()
             self.refused_keys.clear()
 
-    def take(self, op: str) -> dict[str, Any] | None:
+    def take(self, op: str, path: str = "") -> dict[str, Any] | None:
         with self._lock:
             self.calls[op] += 1
+            if op.startswith("S3:"):
+                self.paths[op, path] += 1
             for rule in self._rules:
-                if rule["op"] == op and rule["left"] > 0:
+                if rule["op"] == op and rule["left"] > 0 and (rule["key"] is None or path.endswith(rule["key"])):
                     rule["left"] -= 1
                     return rule
         return None
@@ -131,7 +146,7 @@ class FaultyApp:
         if s3 and presign_expired(environ.get("QUERY_STRING", "")):
             self.faults.calls[op] += 1
             return self._error(start_response, s3, "AccessDenied", "Request has expired", "403 Forbidden")
-        rule = self.faults.take(op)
+        rule = self.faults.take(op, environ.get("PATH_INFO", ""))
         if rule is None:
             hold = self.faults.take_hold(op)
             if hold is None:
@@ -140,7 +155,8 @@ class FaultyApp:
             hold.wait()
             return answer.send(start_response)
         if rule["error"]:
-            return self._error(start_response, s3, *rule["error"])
+            code, message = rule["error"]
+            return self._error(start_response, s3, code, message, rule["status"])
         data = json.dumps(rule["body"]).encode()
         start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data)))])
         return [data]

@@ -26,6 +26,8 @@ CONFIG_ENV = "OFFLOAD_CONFIG"
 EXECUTOR_ENV = "OFFLOAD_EXECUTOR"
 DEFAULT_FILE = "offload.yml"
 DEFAULT_ORDER = ("ecs", "docker", "local")
+#: Digdag's names for offload's backends: ``simple`` is Digdag's local executor.
+TYPE_ALIASES = {"simple": DEFAULT_ORDER[-1]}
 
 #: Data, not logic: the distributions of the backends offload's authors publish, named in
 #: "pip install ..." hints, and whose task keys are reserved even where not installed (so
@@ -241,9 +243,23 @@ class SystemConfig:
     type: str = "auto"
     order: tuple[str, ...] = DEFAULT_ORDER
     sections: dict[str, Any] = attrs.field(factory=dict)
+    #: the name ``type`` was written as when it is an alias (``simple``), else ``None``
+    type_alias: str | None = None
 
     def where(self, *keys: str) -> str:
         return f"{self.source}: " + ".".join(("command_executor", *keys))
+
+
+def fallbacks(name: str) -> tuple[str, ...]:
+    """Where a task goes, with ``type: name``, when backend ``name`` is not configured for it.
+
+    As Digdag's executors hand such a task on: the ECS executor to the Docker one, and
+    that one to the simple (local) one, i.e. the backends after ``name`` in Digdag's
+    order; a backend outside that order hands it to the last one (local).
+    """
+    if name in DEFAULT_ORDER:
+        return DEFAULT_ORDER[DEFAULT_ORDER.index(name) + 1 :]
+    return DEFAULT_ORDER[-1:]
 
 
 def find_config_file(explicit: str | None, workflow_path: str | None) -> str | None:
@@ -322,10 +338,12 @@ def build_system_config(data: Mapping[str, Any], source: str, environ: Mapping[s
     override = environ.get(EXECUTOR_ENV, "").strip()
     if override:
         type_ = override
+    alias = type_ if type_ in TYPE_ALIASES else None
     sections = {str(k): v for k, v in section.items() if k not in ("type", "order")}
     if problems:
         raise ConfigError(problems)
-    return SystemConfig(source=source, type=type_, order=tuple(order), sections=sections)
+    order = tuple(dict.fromkeys(TYPE_ALIASES.get(name, name) for name in order))
+    return SystemConfig(source=source, type=TYPE_ALIASES.get(type_, type_), order=order, sections=sections, type_alias=alias)
 
 
 def load_system_config(explicit: str | None = None, workflow_path: str | None = None) -> SystemConfig:

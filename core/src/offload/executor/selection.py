@@ -5,6 +5,13 @@ Digdag's) runs the task. A backend is skipped only when it is *not configured* f
 the task (or not installed); a wrong configuration stops the run instead of silently
 falling back (Digdag issue #1749 ran a failing ECS task in Docker).
 
+With ``type: X`` (``simple`` is Digdag's name for local) X runs every task it is
+configured for. A task it is not configured for (X reports a non-fatal problem: no
+``docker:`` image for docker, no task definition for ecs) goes where Digdag's executor
+X hands it: ECS to Docker, Docker to local, any other backend to local
+(:func:`~offload.executor.config.fallbacks`). A fatal problem of X stops the run, and
+so does an X that is not installed.
+
 Each backend considered parses the task's sections it owns (its task keys) once; the
 chosen backend's parse travels with the :class:`Selection` to ``submit`` and ``adopt``.
 """
@@ -17,7 +24,7 @@ from typing import Any
 import attrs
 
 from offload.executor.backend import Backend, BackendContext
-from offload.executor.config import INSTALL_HINTS, SystemConfig
+from offload.executor.config import INSTALL_HINTS, SystemConfig, fallbacks
 from offload.executor.errors import ConfigError
 from offload.executor.models import Problem, TaskRequest
 from offload.executor.plugins import OffloadPluginManager
@@ -152,12 +159,14 @@ class BackendSet:
 
     def select(self, task: TaskRequest) -> Selection:
         """The backend for ``task``, with the reason each other backend was skipped."""
-        forced = self.system.type != "auto"
-        order = [self.system.type] if forced else list(self.system.order)
+        forced = self.system.type if self.system.type != "auto" else None
+        order = [forced, *fallbacks(forced)] if forced else list(self.system.order)
         attempts: list[Attempt] = []
         for name in order:
             if name not in self.pm.backends:
                 attempts.append(Attempt(name, False, (self.unavailable(name),)))
+                if name == forced:
+                    break  # the backend the config asks for is not there: no other runs in its place
                 continue
             settings, problems = self.consider(name, task)
             warnings = tuple(f"warning: {p}" for p in problems if p.warning and not p.fatal)
@@ -169,24 +178,37 @@ class BackendSet:
             if problems:
                 attempts.append(Attempt(name, False, tuple(str(p) for p in problems)))
                 continue
-            ignored = [] if forced else self._ignored_sections(name, task)
+            skipped = [a.backend for a in attempts]
+            ignored = [] if name == forced else self._ignored_sections(name, task, skipped if forced else None)
             if ignored:
                 attempts.append(Attempt(name, False, tuple(str(p) for p in ignored)))
                 return Selection(None, tuple(attempts), tuple(ignored), task_id=task.task_id)
-            why = "forced by command_executor.type" if forced else "configured for this task"
-            attempts.append(Attempt(name, True, (why, *warnings)))
+            attempts.append(Attempt(name, True, (self._why(name, forced), *warnings)))
             return Selection(name, tuple(attempts), settings=settings, task_id=task.task_id)
         return Selection(None, tuple(attempts), task_id=task.task_id)
 
-    def _ignored_sections(self, chosen: str, task: TaskRequest) -> list[Problem]:
+    def _why(self, chosen: str, forced: str | None) -> str:
+        """Why ``chosen`` runs the task, for ``offload explain``."""
+        if forced is None:
+            return "configured for this task"
+        written = f"{self.system.type_alias} (Digdag's name for {forced})" if self.system.type_alias else forced
+        if chosen == forced:
+            return f"forced by command_executor.type: {written}"
+        return f"command_executor.type is {written}, but {forced} is not configured for this task: falls back to {chosen}, as in Digdag"
+
+    def _ignored_sections(self, chosen: str, task: TaskRequest, only: list[str] | None = None) -> list[Problem]:
         """Sections of a backend that is not here, which the chosen one would ignore.
 
         A task that says ``kubernetes:`` is not run somewhere else silently because
-        offload-kubernetes is missing: the run stops and says what to install.
+        offload-kubernetes is missing: the run stops and says what to install. ``only``
+        limits this to the sections of those backends (the ones a forced backend's task
+        went past on its way to ``chosen``).
         """
         reads = self.get(chosen).owned_keys()
         problems = []
         for key in sorted(task.executor_config):
+            if only is not None and key not in only:
+                continue
             if key in INSTALL_HINTS and key not in self.pm.backends and key not in reads and task.executor_config[key] is not None:
                 message = f"set for this task, but the {key} backend is {self.unavailable(key)}; {chosen} would ignore it"
                 problems.append(Problem(f"task {task.task_id}: {key}", message, fatal=True))

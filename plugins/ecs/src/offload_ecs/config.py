@@ -12,6 +12,9 @@
         temporal_storage:                 # parsed by the storage plugin it names (offload-s3, offload-gcs)
           type: s3
           s3: {bucket: my-bucket}
+        retry_task_scripts_downloads: 8   # Digdag's keys of the container script, beside name
+        retry_task_output_uploads: 7
+        enable_curl_fail_opt_on_uploads: false
 
 An empty section means "ECS is not configured" (selection moves on to Docker).
 Every wrong key is reported at once with its path; nothing is checked against AWS here.
@@ -31,6 +34,23 @@ from offload_ecs.kwargs import check_run_task_kwargs
 LaunchType = Literal["FARGATE", "EC2"]
 PlacementType = Literal["random", "spread", "binpack"]
 SECRET_KEYS = ("access_key_id", "secret_access_key", "session_token")
+
+
+@attrs.frozen
+class ScriptSettings:
+    """Digdag's keys beside ``name``: how the container script moves the archives (Digdag's defaults)."""
+
+    #: tries again of the project's download after a network error or an HTTP 408, 429 or 5xx
+    retry_task_scripts_downloads: int = 8
+    #: likewise for the upload of the io directory
+    retry_task_output_uploads: int = 7
+    #: ``curl --fail`` on the upload: an HTTP error answer fails the upload, and then the
+    #: container exits non-zero (else curl takes the answer, its text goes to the log, and
+    #: the driver fails a task that exited 0 for its missing output)
+    enable_curl_fail_opt_on_uploads: bool = False
+
+
+SCRIPT_KEYS = tuple(f.name for f in attrs.fields(ScriptSettings))
 
 
 @attrs.frozen
@@ -74,6 +94,7 @@ class EcsConfig:
     settings: ClusterSettings = attrs.field(factory=ClusterSettings)
     #: ``temporal_storage``, parsed by the storage plugin it names (through the core)
     storage: StorageConfig | None = None
+    script: ScriptSettings = attrs.field(factory=ScriptSettings)
 
     @property
     def configured(self) -> bool:
@@ -197,13 +218,18 @@ def parse_ecs_config(data: Mapping[str, Any], where: str, context: BackendContex
     """
     if not data:
         return EcsConfig(), []
-    name, section, problems = named_section(data, where, "the ECS cluster name", ("temporal_storage",), SECRET_KEYS)
+    name, section, problems = named_section(data, where, "the ECS cluster name", ("temporal_storage", *SCRIPT_KEYS), SECRET_KEYS)
     if name is None:
         return None, problems
+    if isinstance(section, dict):
+        for key in [k for k in SCRIPT_KEYS if k in section]:
+            problems.append(_fatal(f"{where}.{name}.{key}", f"goes beside name, as in Digdag: {where.split(': ', 1)[-1]}.{key}"))
+            del section[key]
     settings, errors = structure_strict(ClusterSettings, section, f"{where}.{name}")
     problems.extend(errors)
     if settings is not None:
         settings = _check_settings(settings, f"{where}.{name}", problems)
+    script = _parse_script(data, where, problems)
     storage_section = data.get("temporal_storage")
     storage = None
     if storage_section is None:
@@ -213,6 +239,18 @@ def parse_ecs_config(data: Mapping[str, Any], where: str, context: BackendContex
         defaults = _storage_defaults(settings or ClusterSettings(), storage_section)
         storage, found = context.storages.parse(storage_section, f"{where}.temporal_storage", defaults)
         problems.extend(found)
-    if problems or settings is None or storage is None:
+    if problems or settings is None or storage is None or script is None:
         return None, problems
-    return EcsConfig(cluster=name, settings=settings, storage=storage), []
+    return EcsConfig(cluster=name, settings=settings, storage=storage, script=script), []
+
+
+def _parse_script(data: Mapping[str, Any], where: str, problems: list[Problem]) -> ScriptSettings | None:
+    """The script keys beside ``name``; retries are counts (0 or more)."""
+    script, errors = structure_strict(ScriptSettings, {k: data[k] for k in SCRIPT_KEYS if k in data}, where)
+    problems.extend(errors)
+    if script is None:
+        return None
+    for key in ("retry_task_scripts_downloads", "retry_task_output_uploads"):
+        if getattr(script, key) < 0:
+            problems.append(_fatal(f"{where}.{key}", f"must be a count of retries (0 or more), got {getattr(script, key)}"))
+    return script

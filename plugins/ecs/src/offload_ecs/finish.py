@@ -7,6 +7,7 @@ from typing import Any
 
 from offload import BackendError, Handle, Result, Storage, StorageError, StorageNotFound, TaskState
 from offload.remote import extract_archive
+from offload.remote.script import UPLOAD_FAILED
 from offload_ecs.aws import Aws
 from offload_ecs.outcome import CANCEL_REASON, final, timestamp
 from offload_ecs.tracking import cancel_marker, describe, stop
@@ -60,6 +61,11 @@ def collect(aws: Aws, storage: Storage, handle: Handle) -> Result:
     if not got_output and state_ is TaskState.SUCCEEDED:
         state_, code = TaskState.FAILED, code
         error = "the task exited 0 but sent no output back (the upload through the presigned URL failed: see the task's log)"
+    elif not got_output and code == UPLOAD_FAILED:
+        error = (
+            f"the command exited 0 but its output could not be uploaded, so the container exited {UPLOAD_FAILED} "
+            "(enable_curl_fail_opt_on_uploads: see the task's log)"
+        )
     _cleanup(storage, state)
     return Result(
         state_,

@@ -184,7 +184,29 @@ def environment_file_arn(storage: Storage, key: str) -> str | None:
     return "arn:aws:s3:::" + uri[len("s3://") :] if uri.startswith("s3://") else None
 
 
-def command(storage: Storage, state: Mapping[str, Any], script: Mapping[str, Any]) -> str:
+def loader(config: EcsConfig, get_url: str, main: str | None) -> str:
+    """The container's loader (``main``: the body inline, or ``None`` when it is in the
+    archive), with ``retry_task_scripts_downloads`` retries of the download."""
+    return remote.loader(get_url, main, download_retries=config.script.retry_task_scripts_downloads)
+
+
+def body(config: EcsConfig, script: Mapping[str, Any], put_url: str, marker: str) -> str:
+    """The part of the container's script that runs ``script`` and sends the io directory back,
+    as ``retry_task_output_uploads`` and ``enable_curl_fail_opt_on_uploads`` say."""
+    fail = config.script.enable_curl_fail_opt_on_uploads
+    return remote.task_body(
+        script["argv"],
+        script["workdir"],
+        script["io_dir"],
+        put_url,
+        marker,
+        upload_retries=config.script.retry_task_output_uploads,
+        curl_fail=fail,
+        failed_upload_fails=fail,
+    )
+
+
+def command(storage: Storage, config: EcsConfig, state: Mapping[str, Any], script: Mapping[str, Any]) -> str:
     """The container command for ``script`` (see :func:`prepare`) with freshly signed URLs.
 
     When the body travels in the archive (``in_archive``), it carries the PUT URL signed
@@ -192,8 +214,8 @@ def command(storage: Storage, state: Mapping[str, Any], script: Mapping[str, Any
     """
     get_url, put_url = urls(storage, state)
     if script["in_archive"]:
-        return remote.loader(get_url, None)
-    return remote.loader(get_url, remote.task_body(script["argv"], script["workdir"], script["io_dir"], put_url, state["marker"]))
+        return loader(config, get_url, None)
+    return loader(config, get_url, body(config, script, put_url, state["marker"]))
 
 
 def with_command(params: Mapping[str, Any], container: str, text: str) -> dict[str, Any]:
@@ -205,9 +227,7 @@ def with_command(params: Mapping[str, Any], container: str, text: str) -> dict[s
     return dict(out)
 
 
-def prepare(
-    aws: Aws, storage: Storage, config: EcsConfig, td: TaskDefinition, request: TaskRequest
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def prepare(aws: Aws, storage: Storage, config: EcsConfig, td: TaskDefinition, request: TaskRequest) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Upload the project and build the RunTask params: the params, the script and the handle state.
 
     The script (argv, working and io directories, whether the body is in the archive) is
@@ -219,12 +239,12 @@ def prepare(
     io_dir = os.path.normpath(request.io_dir)
     workdir = os.path.normpath(request.workdir)
     script: dict[str, Any] = {"argv": list(request.argv), "workdir": workdir, "io_dir": io_dir, "in_archive": False}
-    body = remote.task_body(request.argv, workdir, io_dir, put_url, state["marker"])
+    main = body(config, script, put_url, state["marker"])
     notes: list[str] = []
     extra: dict[str, str] = {}
     env: dict[str, str] | None = dict(request.env)
     env_files: list[dict[str, str]] = []
-    params = build_params(config, td, request, remote.loader(get_url, body), env, env_files)
+    params = build_params(config, td, request, loader(config, get_url, main), env, env_files)
     if _size(params["overrides"]) > OVERRIDE_LIMIT and request.env:
         text = remote.env_file(request.env) if config.settings.use_environment_file else None
         arn = environment_file_arn(storage, base + "task.env")
@@ -243,11 +263,11 @@ def prepare(
                 why = " (ECS reads environment files from S3 only)" if arn is None else " (a value has a line break, which environment files cannot hold)"
             notes.append(f"the environment goes in the project archive: inline it would pass the 8192-character override limit{why}")
         env = None
-        params = build_params(config, td, request, remote.loader(get_url, body), env, env_files)
+        params = build_params(config, td, request, loader(config, get_url, main), env, env_files)
     if _size(params["overrides"]) > OVERRIDE_LIMIT:
-        extra["main.sh"] = body
+        extra["main.sh"] = main
         script["in_archive"] = True
-        params = build_params(config, td, request, remote.loader(get_url, None), env, env_files)
+        params = build_params(config, td, request, loader(config, get_url, None), env, env_files)
         notes.append("the command goes in the project archive: inline it would pass the 8192-character override limit")
     if _size(params["overrides"]) > OVERRIDE_LIMIT:
         raise BackendError(

@@ -103,5 +103,5 @@ def retry(aws: Aws, storage: Storage, config: EcsConfig, handle: Handle, attempt
         raise BackendError(f"ecs: cannot read the kept run_task call: {e}") from None
     document = json.loads(body)
     script = document["script"]
-    params = launch.with_command(document["params"], str(state["container"]), launch.command(storage, state, script))
+    params = launch.with_command(document["params"], str(state["container"]), launch.command(storage, config, state, script))
     return attempt(aws, storage, config, handle, params, script, attempts)

@@ -161,7 +161,12 @@ def _one(
     aws: Aws,
     storage: Storage,
     config: EcsConfig,
-    handle: Handle, found: dict[str, dict[str, Any]], missing: dict[str, str], now: float, cancelled: set[str], read_logs: bool
+    handle: Handle,
+    found: dict[str, dict[str, Any]],
+    missing: dict[str, str],
+    now: float,
+    cancelled: set[str],
+    read_logs: bool,
 ) -> Status:
     arn = handle.state.get("task_arn")
     if arn and not read_logs and arn not in found and arn not in missing and not _settled(handle.state):
