@@ -167,3 +167,8 @@ def test_the_sections_of_backends_off_the_way_are_ignored_as_with_any_forced_typ
     code, _, err = cli(capsys, "run", str(flow))
     assert code == 0, err
     assert (tmp_path / "a.txt").read_text() == "ran here\n"
+
+
+def test_check_takes_digdags_name_for_the_local_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "simple"]) == 0
+    assert capsys.readouterr().out.startswith("ok   local: ready")

@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-P", "--params-file", action="append", default=[], metavar="FILE", help="read params from a YAML file (Digdag's -P; repeatable)")
     run.add_argument("--session-time", metavar="ISO8601", help="the session time (default: now)")
     run.add_argument("--wait", action="store_true", help="if another offload run drives this workflow, wait for it to end instead of failing")
+    run.add_argument("--start", metavar="+TASK", help="skip the tasks written before this one (Digdag's --start)")
+    run.add_argument("--goal", metavar="+TASK", help="skip the tasks written after this one and what it contains (Digdag's --goal)")
+    run.add_argument("--dry-run", action="store_true", help="check and plan everything, print the plan, launch nothing")
 
     explain = sub.add_parser("explain", help="show, per task, the backend chosen and why the others were skipped")
     explain.add_argument("workflow", metavar="FLOW")
@@ -122,6 +125,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from offload.workflow.report import Console, summary_table
     from offload.workflow.session import run_workflow
 
+    if args.dry_run:
+        return _dry_run(args)
     console = Console()
     executor = _executor(args.config, args.workflow)
     with executor:
@@ -132,6 +137,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             rerun=args.rerun,
             session_time=args.session_time,
             wait=args.wait,
+            start=args.start,
+            goal=args.goal,
             on_log=console.log,
             on_event=console.event,
         )
@@ -140,6 +147,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     if outcome.state is TaskState.CANCELLED:
         return 130
     return 0 if outcome.state is TaskState.SUCCEEDED else 1
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    """``offload run --dry-run``: the whole pre-run check, then the plan; nothing launched,
+    no journal written."""
+    from offload.workflow.parser import load_workflow
+    from offload.workflow.partial import skipped
+    from offload.workflow.plan import check_workflow
+    from offload.workflow.session import session_params_for
+
+    workflow = load_workflow(args.workflow)
+    leave_out = skipped(workflow, args.start, args.goal)
+    executor = _executor(args.config, args.workflow)
+    with executor:
+        session = session_params_for(workflow, _params(args.param, args.params_file), args.session_time, "dry-run")
+        plans = check_workflow(workflow, executor, session)
+    print(f"dry run of {workflow.name} ({workflow.path}), session {session['session_time']}: nothing launched")
+    for plan in plans:
+        if any(plan.task.name == name or plan.task.name.startswith(name + "+") or plan.task.name.startswith(name + "^") for name in leave_out):
+            print(f"{plan.task.name}: skipped (outside --start/--goal)")
+        elif plan.selection is not None:
+            print(f"{plan.task.name}: would run on {plan.selection.backend}")
+        else:
+            print(f"{plan.task.name}: {plan.note}")
+    return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -158,11 +190,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     import attrs
 
+    from offload.executor.config import TYPE_ALIASES
     from offload.executor.errors import UsageError
     from offload.executor.selection import install_hint
 
     executor = _executor(args.config, None)
     names = executor.backend_names()
+    args.backend = TYPE_ALIASES.get(args.backend, args.backend)  # Digdag's "simple" is local
     if args.backend:
         if args.backend not in names:
             raise UsageError(f"backend {args.backend!r} is {install_hint(args.backend)}; installed: {', '.join(names) or 'none'}")

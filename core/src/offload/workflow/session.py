@@ -16,6 +16,7 @@ from offload.workflow.journal import Journal
 from offload.workflow.nodes import Node
 from offload.workflow.params import run_params, session_params
 from offload.workflow.parser import Workflow, load_workflow
+from offload.workflow.partial import skipped
 from offload.workflow.plan import check_workflow
 from offload.workflow.runlock import RunLock
 from offload.workflow.runner import Run
@@ -85,6 +86,8 @@ def run_workflow(
     on_log: Callable[[str, str], None] = _quiet,
     on_event: Callable[[str, str], None] = _quiet,
     on_tick: Callable[[Run], None] | None = None,
+    start: str | None = None,
+    goal: str | None = None,
 ) -> RunOutcome:
     """Run the workflow at ``path``, resuming its last run unless that one succeeded.
 
@@ -92,11 +95,13 @@ def run_workflow(
     :class:`offload.ConfigError`. ``on_log(task, line)`` gets every log line as it comes,
     ``on_event(task, message)`` every start, finish, retry and skip; ``on_tick(run)``
     is called after every turn of the run's loop (``run.progress()`` tells what runs).
+    ``start``/``goal`` run part of the workflow, as ``digdag run --start/--goal`` do.
 
     One driver at a time runs a workflow of a project: while another holds the run
     lock, this raises :class:`offload.workflow.runlock.RunLocked` or, with ``wait``, waits for it.
     """
     workflow = load_workflow(path)
+    leave_out = skipped(workflow, start, goal)
     journal = Journal(workflow.project_dir)
     lock = RunLock(journal.dir, workflow.path)
     try:
@@ -118,6 +123,7 @@ def run_workflow(
         )
         on_event("run", f"{'resuming' if resume else 'starting'} run {run_id} of {workflow.name}")
         run = Run(workflow, executor, journal, run_id, session, on_log, on_event, secrets, on_tick)
+        run.skip = leave_out
         state = run.execute()
         journal.finish_run(run_id, state)
         return RunOutcome(run_id, state, resume, run.root)

@@ -26,6 +26,9 @@ from offload.workflow.params import references
 from offload.workflow.parser import Workflow, parse_body
 from offload.workflow.plan import Stored, Verbatim, deep_merge, layered_params
 
+#: The backend shown for a task that ``--start``/``--goal`` left out.
+SKIPPED = "skipped"
+
 
 class TaskTree:
     """The tree of a run's tasks and the rules that move it on."""
@@ -39,6 +42,8 @@ class TaskTree:
         self.cancelling = False
         #: when the next task waiting for its retry may start (``time.monotonic()``)
         self.wake_at = float("inf")
+        #: names of the tasks ``--start``/``--goal`` leave out (:mod:`offload.workflow.partial`)
+        self.skip: set[str] = set()
 
     def start(self, node: Node) -> None:
         """Start an operator task (the runner's part)."""
@@ -62,6 +67,9 @@ class TaskTree:
             if node.error_node.finished:
                 node.state = TaskState.FAILED
             return
+        if node.state is TaskState.PENDING and node.task.name in self.skip:
+            self._skip(node)
+            return
         if node.state is TaskState.PENDING and node.not_before > time.monotonic():
             self.wake_at = min(self.wake_at, node.not_before)  # waiting for its retry
             return
@@ -80,6 +88,14 @@ class TaskTree:
         outcome = self._advance_children(node)
         if outcome is not None:
             self.finish(node, outcome, failure=merged_failure(node.children))
+
+    def _skip(self, node: Node) -> None:
+        """Count a task left out by ``--start``/``--goal`` (and the tasks under it) as succeeded."""
+        node.state, node.backend = TaskState.SUCCEEDED, SKIPPED
+        if not node.task.is_group:
+            self.on_event(node.task.name, "skipped (outside --start/--goal)")
+        for child in node.children:
+            self._skip(child)
 
     def _advance_children(self, node: Node) -> TaskState | None:
         """Start every child whose upstream tasks succeeded (:func:`~offload.workflow.nodes.upstreams`);
