@@ -46,6 +46,11 @@ if [ -f scripts/setup_kubernetes.sh ]; then
   bash scripts/setup_kubernetes.sh
 fi
 
+# Headless Chromium (Debian's package) for the tests that look at `offload report`'s page.
+if [ -f scripts/setup_chromium.sh ]; then
+  bash scripts/setup_chromium.sh
+fi
+
 echo "== ruff"; "$venv/bin/ruff" check .
 echo "== mypy"; "$venv/bin/mypy"
 echo "== pytest"

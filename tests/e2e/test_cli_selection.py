@@ -172,3 +172,11 @@ def test_the_sections_of_backends_off_the_way_are_ignored_as_with_any_forced_typ
 def test_check_takes_digdags_name_for_the_local_backend(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "simple"]) == 0
     assert capsys.readouterr().out.startswith("ok   local: ready")
+
+
+def test_explain_does_not_call_the_backend_a_forced_type_hands_tasks_to_unused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = project(tmp_path, LOCAL_TASK, "command_executor:\n  type: docker\n  local:\n    shell: /bin/sh\n")
+    assert main(["explain", str(path)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "command_executor.local is configured but not used" not in out
+    assert "+flow+a: runs on local" in out

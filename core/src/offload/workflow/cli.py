@@ -8,11 +8,20 @@ config error (nothing launched), 130 interrupted. Imports are deferred so that
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from offload import __version__ as VERSION
+
+#: Commands about runs that happened, each in ``offload.workflow.cli_<name>`` (kept light to import).
+HISTORY_COMMANDS = {
+    "runs": "list the runs of this project's workflows",
+    "status": "show each task of a run: backend, state, exit code, attempts, duration, error",
+    "logs": "print a task's log, as it was streamed (--follow: while it runs)",
+    "report": "write a run's timeline as one self-contained HTML file",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     config_option(explain)
     explain.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
     explain.add_argument("-P", "--params-file", action="append", default=[], metavar="FILE")
+    explain.add_argument("--json", action="store_true", help="one JSON document on stdout (keys in the README)")
 
     check = sub.add_parser("check", help="check the health of the installed backends")
     check.add_argument("backend", nargs="?", help="only this backend")
@@ -60,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     secrets_sub.add_parser("list", help="list the names of the secrets (never their values)")
     secret_delete = secrets_sub.add_parser("delete", help="delete a secret")
     secret_delete.add_argument("name")
+
+    for name, text in HISTORY_COMMANDS.items():
+        importlib.import_module(f"offload.workflow.cli_{name}").add_arguments(sub.add_parser(name, help=text))
 
     gc = sub.add_parser("gc", help="remove what offload left behind (containers, ...) that no journal tracks")
     gc.add_argument("project", nargs="?", default=".", help="the project whose journal tracks tasks (default: .)")
@@ -129,19 +142,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _dry_run(args)
     console = Console()
     executor = _executor(args.config, args.workflow)
-    with executor:
-        outcome = run_workflow(
-            args.workflow,
-            executor,
-            params=_params(args.param, args.params_file),
-            rerun=args.rerun,
-            session_time=args.session_time,
-            wait=args.wait,
-            start=args.start,
-            goal=args.goal,
-            on_log=console.log,
-            on_event=console.event,
-        )
+    try:
+        with executor:
+            outcome = run_workflow(
+                args.workflow,
+                executor,
+                params=_params(args.param, args.params_file),
+                rerun=args.rerun,
+                session_time=args.session_time,
+                wait=args.wait,
+                start=args.start,
+                goal=args.goal,
+                on_log=console.log,
+                on_event=console.event,
+                on_tick=console.tick,
+            )
+    finally:
+        console.close()  # the status line (on a terminal) goes before anything else is printed
     print(summary_table(outcome.root), flush=True)
     console.event("run", f"{outcome.state.value}: run {outcome.run_id}")
     if outcome.state is TaskState.CANCELLED:
@@ -176,12 +193,17 @@ def _dry_run(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from offload.workflow.parser import load_workflow
-    from offload.workflow.plan import explain_lines
+    from offload.workflow.plan import explain, explain_lines
     from offload.workflow.session import session_params_for
 
     workflow = load_workflow(args.workflow)
     executor = _executor(args.config, args.workflow)
     session = session_params_for(workflow, _params(args.param, args.params_file), None, "explain")
+    if args.json:
+        import json
+
+        print(json.dumps(explain(workflow, executor, session), indent=2))
+        return 0
     for line in explain_lines(workflow, executor, session):
         print(line)
     return 0
@@ -290,6 +312,12 @@ def cmd_secrets(args: argparse.Namespace) -> int:
 COMMANDS = {"run": cmd_run, "explain": cmd_explain, "check": cmd_check, "plugins": cmd_plugins, "gc": cmd_gc, "secrets": cmd_secrets}
 
 
+def _command(name: str) -> Any:
+    if name in COMMANDS:
+        return COMMANDS[name]
+    return importlib.import_module(f"offload.workflow.cli_{name}").run
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -299,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from offload.executor.errors import ConfigError, OffloadError
 
     try:
-        return COMMANDS[args.command](args)
+        return int(_command(args.command)(args))
     except ConfigError as e:
         for problem in e.problems:
             print(f"offload: error: {problem}", file=sys.stderr)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from offload.executor.config import fallbacks
 from offload.executor.errors import ConfigError
 from offload.executor.models import Problem, TaskRequest
 
@@ -191,22 +192,55 @@ def check_workflow(workflow: Workflow, executor: Executor, session: Mapping[str,
     return plans
 
 
+def explain(workflow: Workflow, executor: Executor, session: Mapping[str, Any], secrets: SecretStore | None = None) -> dict[str, Any]:
+    """``offload explain`` as data (``--json``): per task, the chosen backend and every
+    backend tried, with its reasons. Keys (documented in the README):
+
+    ``workflow``, ``path``, ``config`` (the system config's source), ``backends`` (the
+    order tried: one name when ``command_executor.type`` forces one), ``notes``, and
+    ``tasks``: ``task``, ``backend`` (``null`` when chosen only at run time or run in
+    the engine), ``note``, ``attempts`` (``backend``, ``chosen``, ``reasons``).
+    """
+    system = executor.system
+    # a forced type hands unconfigured tasks on as Digdag does (ECS -> Docker -> local)
+    chosen = {system.type, *fallbacks(system.type)} if system.type != "auto" else set(system.order)
+    # As in Digdag, a section alone does not select a backend: say so, or it looks ignored.
+    notes = [
+        f"command_executor.{name} is configured but not used: set command_executor.type: {name}, or list it in command_executor.order"
+        for name in sorted(n for n, section in system.sections.items() if section and n not in chosen)
+    ]
+    tasks = []
+    for plan in check_workflow(workflow, executor, session, secrets):
+        selection = plan.selection
+        tasks.append(
+            {
+                "task": plan.task.name,
+                "backend": None if selection is None else selection.backend,
+                "note": plan.note,
+                "attempts": [] if selection is None else [{"backend": a.backend, "chosen": a.chosen, "reasons": list(a.reasons)} for a in selection.attempts],
+            }
+        )
+    return {
+        "workflow": workflow.name,
+        "path": workflow.path,
+        "config": system.source,
+        "backends": [system.type] if system.type != "auto" else list(system.order),
+        "notes": notes,
+        "tasks": tasks,
+    }
+
+
 def explain_lines(workflow: Workflow, executor: Executor, session: Mapping[str, Any], secrets: SecretStore | None = None) -> list[str]:
     """``offload explain``: per task, the chosen backend and why the others were skipped."""
-    lines = []
-    system = executor.system
-    order = system.type if system.type != "auto" else " -> ".join(system.order)
-    lines.append(f"workflow {workflow.name} ({workflow.path}); config {system.source}; backends: {order}")
-    chosen = {system.type} if system.type != "auto" else set(system.order)
-    for name in sorted(n for n, section in system.sections.items() if section and n not in chosen):
-        # As in Digdag, a section alone does not select a backend: say so, or it looks ignored.
-        lines.append(f"note: command_executor.{name} is configured but not used: set command_executor.type: {name}, or list it in command_executor.order")
-    for plan in check_workflow(workflow, executor, session, secrets):
-        if plan.selection is None:
-            lines.append(f"{plan.task.name}: {plan.note}")
+    data = explain(workflow, executor, session, secrets)
+    lines = [f"workflow {data['workflow']} ({data['path']}); config {data['config']}; backends: {' -> '.join(data['backends'])}"]
+    lines += [f"note: {note}" for note in data["notes"]]
+    for task in data["tasks"]:
+        if task["note"]:  # no selection: run in the engine, or chosen at run time
+            lines.append(f"{task['task']}: {task['note']}")
             continue
-        lines.append(f"{plan.task.name}: runs on {plan.selection.backend}")
-        for attempt in plan.selection.attempts:
-            mark = "chosen" if attempt.chosen else "skipped"
-            lines.append(f"    {attempt.backend:<8} {mark}: {'; '.join(attempt.reasons)}")
+        lines.append(f"{task['task']}: runs on {task['backend']}")
+        for attempt in task["attempts"]:
+            mark = "chosen" if attempt["chosen"] else "skipped"
+            lines.append(f"    {attempt['backend']:<8} {mark}: {'; '.join(attempt['reasons'])}")
     return lines

@@ -22,6 +22,7 @@ from offload.executor.polling import AdaptiveInterval
 from offload.workflow.engineops import ENGINE_OPERATORS, run_engine_operator
 from offload.workflow.interrupts import Interrupted, Interrupts
 from offload.workflow.journal import Journal
+from offload.workflow.logstore import LogStore
 from offload.workflow.nodes import Node, describe
 from offload.workflow.operators import RequestContext, build_request
 from offload.workflow.params import substitute
@@ -71,7 +72,11 @@ class Run(TaskTree):
         self.executor, self.journal, self.run_id = executor, journal, run_id
         self.secrets = secrets or SecretStore()
         self.masker.add(v for t in workflow.root.walk() for e in t.env.values() for n in secret_names(e) if (v := self.secrets.get(n)) is not None)
-        self.on_log: Callable[[str, str], None] = lambda task, line: on_log(task, self.masker.text(line))
+        #: every task attempt's log, kept under .offload/logs/ (offload.workflow.logstore)
+        attempt_of = lambda name: next((n.attempt for n in self.running if n.task.name == name), None)  # noqa: E731
+        self.logs = LogStore(workflow.project_dir, run_id, attempt_of, lambda message: self.on_event("run", message))
+        kept = self.logs.tee(on_log)
+        self.on_log: Callable[[str, str], None] = lambda task, line: kept(task, self.masker.text(line))
         #: the latest journaled attempt of each task, from before this process started
         self.records = {}
         for (name, _attempt), record in sorted(journal.tasks(run_id).items(), key=lambda item: item[0][1]):
@@ -203,6 +208,7 @@ class Run(TaskTree):
         except Exception as e:  # noqa: BLE001 - the task fails with the reason; the run goes on
             result = Result(state=TaskState.FAILED, error=f"cannot collect the result: {describe(e)}", finished_at=time.time())
         result = self.masker.result(result)
+        self.logs.finish(node.task.name, node.attempt)
         self.journal.finished(self.run_id, node.task.name, node.attempt, handle.task_id, handle.backend, result)
         self.executor.finished(node.task.name, handle, result)
         node.handle, node.result = handle, result
@@ -260,8 +266,10 @@ class Run(TaskTree):
         except Exception as e:  # noqa: BLE001 - the task fails with the reason; the run goes on
             result, lines = Result(state=TaskState.FAILED, exit_code=1, error=describe(e), started_at=time.time(), finished_at=time.time()), []
         result = self.masker.result(result)
+        self.logs.open(name, node.attempt)
         for line in lines:
             self.on_log(name, line)
+        self.logs.finish(name, node.attempt)
         self.journal.finished(self.run_id, name, node.attempt, task_id, ENGINE, result)
         node.backend, node.result = ENGINE, result
         self.finish(node, result.state, result)
@@ -295,6 +303,7 @@ class Run(TaskTree):
                 handle = self.executor.submit(request, selection)
         except Exception as e:  # noqa: BLE001 - the task fails with the reason; the run goes on
             result = Result(state=TaskState.FAILED, error=self.masker.text(describe(e)), started_at=time.time(), finished_at=time.time())
+            self.logs.finish(name, node.attempt)
             self.journal.finished(self.run_id, name, node.attempt, task_id, None, result)
             node.result = result
             self.finish(node, TaskState.FAILED, result)

@@ -13,6 +13,7 @@ from offload.executor.errors import UsageError
 from offload.executor.executor import Executor
 from offload.executor.models import TaskState
 from offload.workflow.journal import Journal
+from offload.workflow.logstore import log_limit
 from offload.workflow.nodes import Node
 from offload.workflow.params import run_params, session_params
 from offload.workflow.parser import Workflow, load_workflow
@@ -102,6 +103,7 @@ def run_workflow(
     """
     workflow = load_workflow(path)
     leave_out = skipped(workflow, start, goal)
+    log_limit()  # a bad OFFLOAD_LOG_LIMIT stops the run before it is journaled
     journal = Journal(workflow.project_dir)
     lock = RunLock(journal.dir, workflow.path)
     try:
