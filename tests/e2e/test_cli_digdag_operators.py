@@ -7,25 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from offload.workflow.cli import main
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("OFFLOAD_EXECUTOR", "local")
-    return tmp_path
-
-
-def run(project: Path, capsys: pytest.CaptureFixture[str], flow: str, *args: str) -> tuple[int, list[str], str]:
-    (project / "flow.dig").write_text(flow)
-    code = main(["run", str(project / "flow.dig"), *args])
-    out, err = capsys.readouterr()
-    return code, out.splitlines(), err
-
-
-def logged(lines: list[str]) -> list[str]:
-    return [line for line in lines if line.startswith("[")]
+from flow_cli import logged, run
 
 
 def test_echo_and_if_with_its_else(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,27 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from offload.workflow.cli import main
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("OFFLOAD_EXECUTOR", "local")
-    return tmp_path
-
-
-def run(project: Path, capsys: pytest.CaptureFixture[str], flow: str, *args: str) -> tuple[int, list[str], str]:
-    (project / "flow.dig").write_text(flow)
-    code = main(["run", str(project / "flow.dig"), *args])
-    out, err = capsys.readouterr()
-    return code, out.splitlines(), err
-
-
-def log(lines: list[str], task: str) -> list[str]:
-    prefix = f"[{task}] "
-    return [line[len(prefix) :] for line in lines if line.startswith(prefix)]
-
+from flow_cli import log, run
 
 STORES = """\
 import offload_env, time

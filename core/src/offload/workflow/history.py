@@ -185,9 +185,13 @@ def local_time(when: float | None) -> str:
     return "-" if when is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
 
 
-def human_duration(seconds: float | None) -> str:
+def human_duration(seconds: float | None, fine: bool = False) -> str:
+    """``0.53s`` (``fine``: two decimals under ten seconds), ``1.5s``, ``2m05s``, ``1h02m``; ``-`` for none."""
     if seconds is None:
         return "-"
+    seconds = max(0.0, seconds)
+    if fine and seconds < 10:
+        return f"{seconds:.2f}s"
     if seconds < 60:
         return f"{seconds:.1f}s"
     whole = int(seconds)

@@ -22,6 +22,7 @@ import attrs
 
 from offload import __version__
 from offload.executor.models import TaskState
+from offload.workflow.history import human_duration
 from offload.workflow.htmlreport_data import Attempt, RunData
 
 #: Tick steps of the time axis, in seconds: the first that gives at most :data:`MAX_TICKS`.
@@ -119,15 +120,7 @@ def bar_of(attempt: Attempt, now: float, run_going: bool) -> Bar:
 
 
 def duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 10:
-        return f"{seconds:.2f}s"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    whole = round(seconds)
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return human_duration(seconds, fine=True)
 
 
 def clock(epoch: float) -> str:
