@@ -6,7 +6,6 @@ stays cheap and tests can build managers with exactly the plugins they want.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -17,6 +16,7 @@ import pluggy
 from offload.executor import builtin as _builtin
 from offload.executor import hookspecs
 from offload.executor.backend import Backend
+from offload.executor.entrypoints import entry_points
 from offload.executor.errors import PluginError
 from offload.executor.registry import Registry
 from offload.executor.storage import Storage
@@ -182,30 +182,29 @@ def make_plugin_manager(
 
 
 def _load_entry_points(pm: OffloadPluginManager) -> None:
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in entry_points(ENTRY_POINT_GROUP):
         if ep.name in pm.disabled or pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
             continue
-        dist = ep.dist
-        dist_name = dist.metadata["Name"] if dist is not None else "?"
+        dist_name, version = ep.distribution()
         try:
             plugin = ep.load()
             pm.register(plugin, name=ep.name)
         except Exception as e:  # noqa: BLE001 - any import failure is reported, the rest load
             pm.load_errors.append(PluginLoadError(ep.name, dist_name, f"{type(e).__name__}: {e}"))
             continue
-        pm.distributions[ep.name] = (dist_name, dist.version if dist is not None else "?")
+        pm.distributions[ep.name] = (dist_name, version)
         unknown = _unknown_hooks(pm, plugin)
         if unknown:
             pm._drop(ep.name, plugin, f"implements unknown hook(s): {', '.join(unknown)}")
 
 
 def _load_project_plugin(pm: OffloadPluginManager, project_dir: str) -> None:
-    import importlib.util
-    import traceback
-
     path = os.path.join(os.path.abspath(project_dir), PROJECT_PLUGIN_FILE)
     if not os.path.isfile(path):
         return
+    import importlib.util
+    import traceback
+
     spec = importlib.util.spec_from_file_location(f"offload_project_plugins_{abs(hash(path)):x}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

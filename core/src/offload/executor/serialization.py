@@ -11,10 +11,14 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from offload.executor.models import TaskRequest
 
 converter = cattrs.Converter(forbid_extra_keys=True)
-# a request's parsed settings belong to one process: a reader parses executor_config again
-converter.register_unstructure_hook(TaskRequest, make_dict_unstructure_fn(TaskRequest, converter, settings=override(omit=True)))
-converter.register_structure_hook(
-    TaskRequest, make_dict_structure_fn(TaskRequest, converter, _cattrs_forbid_extra_keys=True, settings=override(omit=True))
+# A request's parsed settings belong to one process: a reader parses executor_config again.
+# The hooks are made when a request is first (un)structured, not at import: most runs never do.
+converter.register_unstructure_hook_factory(
+    lambda cls: cls is TaskRequest, lambda cls: make_dict_unstructure_fn(TaskRequest, converter, settings=override(omit=True))
+)
+converter.register_structure_hook_factory(
+    lambda cls: cls is TaskRequest,
+    lambda cls: make_dict_structure_fn(TaskRequest, converter, _cattrs_forbid_extra_keys=True, settings=override(omit=True)),
 )
 
 T = TypeVar("T")

@@ -9,6 +9,10 @@ Nothing else is needed to poll, collect or cancel from another process.
 Two sets of SDK clients: ``engines`` for the calls that may take long (pulls, builds,
 creating and starting containers, archives) and ``quick``, with
 ``command_executor.docker.api_timeout``, for everything the poll loop and cancel do.
+
+Every ``offload`` command loads this module (to parse the config and select backends):
+the Docker SDK, and the modules that pull, build and clean up, are imported by the
+methods that use them.
 """
 
 from __future__ import annotations
@@ -18,21 +22,21 @@ import os
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import docker.errors
 
 import offload
 from offload import BackendError, ConfigError, Handle, Health, Problem, Result, Status, TaskRequest, TaskState
-from offload_docker import jobs, markers, outcome, resume, stopping
+from offload_docker import markers, outcome, resume, stopping
 from offload_docker.config import DockerSystemConfig, DockerTaskConfig, TaskSettings, parse_settings
 from offload_docker.container import PROJECT, SUBMISSION, TASK_ID, copy_io_out, launch
 from offload_docker.engine import Engines, is_remote
-from offload_docker.gc import find_orphans, remove_orphans
-from offload_docker.images import prepare, present, ready_image
 from offload_docker.stopping import RUNNING_STATES
 from offload_docker.watching import ContainerWatch
+
+if TYPE_CHECKING:
+    from offload_docker import jobs
 
 PREPARING, STARTED, FAILED = "preparing", "started", "failed"
 
@@ -82,6 +86,8 @@ class DockerBackend(offload.Backend):
     # -- submitting ------------------------------------------------------------------
 
     def submit(self, request: TaskRequest) -> Handle:
+        from offload_docker.images import ready_image
+
         settings = self._settings(request)
         address = self.engines.address(settings.engine)
         submission = uuid.uuid4().hex[:12]
@@ -104,10 +110,14 @@ class DockerBackend(offload.Backend):
         return handle
 
     def _start_preparing(self, request: TaskRequest, settings: TaskSettings, address: str, submission: str) -> None:
+        from offload_docker import jobs
+
         jobs.start(submission, lambda job: self._prepare_and_launch(job, request, settings, address), notify=self.watch.activity.set)
 
     def _prepare_and_launch(self, job: jobs.Job, request: TaskRequest, settings: TaskSettings, address: str) -> None:
         """The background part of ``submit``: pull or build, then start unless cancelled."""
+        from offload_docker.images import prepare
+
         engines = Engines(self.config.host)  # its own client: the run may close ours meanwhile
         try:
             client = engines.client(address, request.task_id)
@@ -147,6 +157,8 @@ class DockerBackend(offload.Backend):
         return self.watch.poll(handle, logs, changed=handle is not original)
 
     def _poll_preparing(self, handle: Handle) -> tuple[Handle, list[str], Status | None]:
+        from offload_docker import jobs
+
         submission = str(handle.state["submission"])
         job = jobs.get(submission)
         if job is None:  # another process prepared it, or a driver that has since stopped
@@ -197,6 +209,8 @@ class DockerBackend(offload.Backend):
     # -- collecting and cancelling ---------------------------------------------------
 
     def collect(self, handle: Handle) -> Result:
+        import docker.errors
+
         found = outcome.saved(handle)
         if found is not None:
             return found.result()
@@ -241,6 +255,8 @@ class DockerBackend(offload.Backend):
 
     def cancel(self, handle: Handle, grace: float = 10.0) -> None:
         """Send the stop signal and return; ``poll`` kills the container after ``grace``."""
+        from offload_docker import jobs
+
         container_id = handle.state.get("container")
         if container_id is None:
             job = jobs.get(str(handle.state["submission"]))
@@ -287,6 +303,8 @@ class DockerBackend(offload.Backend):
         ``project_dir`` defaults to the current directory: containers of other projects
         are tracked by other journals, so they are never touched.
         """
+        from offload_docker.gc import find_orphans, remove_orphans
+
         keep = [str(h.state["container"]) for h in tracked if h.backend == self.name and h.state.get("container")]
         keep += [self._find(h) or "" for h in tracked if h.backend == self.name and not h.state.get("container")]
         project = os.path.abspath(project_dir or os.getcwd())
@@ -299,6 +317,8 @@ class DockerBackend(offload.Backend):
     # -- health ----------------------------------------------------------------------
 
     def check(self) -> Health:
+        from offload_docker.images import present
+
         address = self.quick.address(None)
         try:
             client = self.quick.client(address)

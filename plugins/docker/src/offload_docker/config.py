@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 import offload
 from offload import Problem
 from offload_docker.engine import describe_engine_value
-from offload_docker.options import BuildOptions, RunOptions, parse_build_options, parse_run_options
-from offload_docker.policy import host_access
+
+if TYPE_CHECKING:  # parsed when a task has docker settings: a run without them does not load them
+    from offload_docker.options import BuildOptions, RunOptions
 
 
 @attrs.frozen
@@ -96,6 +97,9 @@ def parse_settings(raw: Any, at: str, system: DockerSystemConfig | None = None) 
         return None, problems
     if not parsed.image:
         return None, [Problem(f"{at}.image", "not set, so the task does not run in Docker")]
+    from offload_docker.options import parse_build_options, parse_run_options
+    from offload_docker.policy import host_access
+
     relabel = selinux_suffix(parsed.selinux)
     if relabel is None:
         problems.append(Problem(f"{at}.selinux", f"must be true, false, z or Z, got {parsed.selinux!r}", fatal=True))

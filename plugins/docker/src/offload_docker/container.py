@@ -11,14 +11,15 @@ from __future__ import annotations
 import io
 import os
 import re
-import tarfile
-import tempfile
-from typing import Any
-
-import docker.types
+from typing import TYPE_CHECKING, Any
 
 from offload import TaskRequest
 from offload_docker.config import DockerSystemConfig, TaskSettings
+
+if TYPE_CHECKING:
+    import tarfile
+
+    import docker.types
 
 MIB = 1 << 20
 LABEL_PREFIX = "offload."
@@ -64,6 +65,8 @@ def environment(request: TaskRequest, settings: TaskSettings) -> dict[str, str]:
 
 def host_config_args(request: TaskRequest, settings: TaskSettings, system: DockerSystemConfig, remote: bool) -> dict[str, Any]:
     """Arguments of ``create_host_config``: mounts, limits and the ``run_options`` flags."""
+    import docker.types
+
     run = settings.run
     binds = list(run.binds)
     if not remote:
@@ -101,6 +104,8 @@ def host_config_args(request: TaskRequest, settings: TaskSettings, system: Docke
 
 
 def _gpu_requests(settings: TaskSettings, gpu: int | None) -> list[docker.types.DeviceRequest] | None:
+    import docker.types
+
     wanted = settings.run.gpus
     if wanted is not None:
         if wanted.device_ids:
@@ -149,6 +154,8 @@ def launch(api: Any, request: TaskRequest, settings: TaskSettings, system: Docke
 
 def _project_tar(request: TaskRequest) -> bytes:
     """The project as a tar rooted at ``/``, leaving out other tasks' state in ``.offload/``."""
+    import tarfile
+
     project = request.project_dir
     io_rel = os.path.normpath(request.io_dir)
 
@@ -176,6 +183,9 @@ def copy_project_in(api: Any, container_id: str, request: TaskRequest) -> None:
 
 def copy_io_out(api: Any, container_id: str, io_path: str) -> None:
     """Copy the container's io directory over the driver's (files the task wrote win)."""
+    import tarfile
+    import tempfile
+
     stream, _ = api.get_archive(container_id, io_path)
     with tempfile.TemporaryFile() as spool:
         for chunk in stream:

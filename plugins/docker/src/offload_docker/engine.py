@@ -12,19 +12,18 @@ files, so the project is copied in and the io directory out with the archive API
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
-import docker
-import docker.errors
-import requests.exceptions
-import urllib3.exceptions
+from typing import TYPE_CHECKING, Any
 
 from offload import BackendError
+
+if TYPE_CHECKING:  # the SDK is imported by the functions that talk to an engine
+    import socket
+
+    import docker
 
 SCHEMES = ("unix://", "tcp://", "ssh://", "http://", "https://", "npipe://")
 REMOTE_SCHEMES = ("tcp://", "ssh://", "http://", "https://")
@@ -57,6 +56,10 @@ def is_remote(address: str) -> bool:
 
 def timed_out(exc: BaseException) -> bool:
     """Whether ``exc`` means the engine took the connection but did not answer in time."""
+    import docker.errors
+    import requests.exceptions
+    import urllib3.exceptions
+
     if isinstance(exc, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
         return True
     if isinstance(exc, docker.errors.DockerException) and not isinstance(exc, docker.errors.APIError):
@@ -66,6 +69,10 @@ def timed_out(exc: BaseException) -> bool:
 
 def unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` means the engine could not be reached at all (not that it refused)."""
+    import docker.errors
+    import requests.exceptions
+    import urllib3.exceptions
+
     if isinstance(exc, docker.errors.APIError):
         return False
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)):
@@ -84,6 +91,8 @@ _CAUSES = {
 
 def short_cause(exc: BaseException) -> str:
     """The useful end of an SDK error (``No such file or directory``, ``Connection refused``)."""
+    import docker.errors
+
     if isinstance(exc, docker.errors.APIError):
         return str(exc.explanation or exc)
     text = str(exc)
@@ -113,6 +122,8 @@ def too_slow(address: str, timeout: float | None, doing: str, task_id: str | Non
 @contextmanager
 def engine_errors(address: str, task_id: str | None, doing: str, timeout: float | None = None) -> Iterator[None]:
     """Turn SDK errors into one :class:`BackendError` naming the task and what failed."""
+    import docker.errors
+
     try:
         yield
     except BackendError:
@@ -165,6 +176,8 @@ class Engines:
 
     def client(self, address: str | None, task_id: str | None = None) -> docker.DockerClient:
         """The client for ``address`` (the default engine when ``None``)."""
+        import docker
+
         full = self.address(address)
         with self._lock:
             client = self._clients.get(full)
@@ -201,6 +214,8 @@ def socket_of(response: Any) -> socket.socket | None:
     ``CancellableStream.close`` digs the socket out the same way. ``None`` when it is not
     there: then the reading thread ends when the engine next sends or closes.
     """
+    import socket
+
     connection = getattr(getattr(response, "raw", None), "_connection", None)
     sock = getattr(connection, "sock", None)
     return sock if isinstance(sock, socket.socket) else None
@@ -208,6 +223,8 @@ def socket_of(response: Any) -> socket.socket | None:
 
 def shut_down(response: Any) -> None:
     """End the read in progress on ``response``, from any thread."""
+    import socket
+
     sock = socket_of(response)
     if sock is not None:
         try:

@@ -16,16 +16,17 @@ poll's own calls do, so a hung engine stalls only this thread.
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
-
-import docker.errors
-import requests
+from typing import TYPE_CHECKING, Any
 
 from offload_docker.engine import socket_of
 from offload_docker.logs import Assembler, LogCursor, frames, split_payload
+
+if TYPE_CHECKING:
+    import socket
+
+    import requests
 
 #: Bytes of lines a follower holds for the next poll before it stops reading.
 BUFFER_BYTES = 1 << 20
@@ -105,6 +106,8 @@ class Follower:
             self._cond.notify_all()
         sock = self._socket
         if sock is not None:
+            import socket
+
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -121,6 +124,9 @@ class Follower:
             self.on_activity()
 
     def _open(self) -> requests.Response | None:
+        import docker.errors
+        import requests.exceptions
+
         params: dict[str, Any] = {"stdout": 1, "stderr": 1, "timestamps": 1}
         if self.follow:
             params["follow"] = 1
@@ -141,6 +147,8 @@ class Follower:
         return response
 
     def _follow(self) -> None:
+        import docker.errors
+
         try:
             response = self._open()
         except docker.errors.APIError as e:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import attrs
-import docker.errors
 
 from offload_docker.container import MANAGED, PROJECT, RUN_ID, TASK_ID
 from offload_docker.engine import Engines, engine_errors
@@ -91,6 +90,8 @@ def remove_orphans(orphans: Iterable[Orphan], *, engine: str | None = None) -> l
 
     A container already gone counts as removed.
     """
+    import docker.errors
+
     engines = Engines()
     address = engines.address(engine)
     removed = []

@@ -19,17 +19,16 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
-
-import docker
-import docker.errors
-import docker.utils
+from typing import TYPE_CHECKING, Any
 
 import offload
 from offload import BackendError
 from offload_docker.config import TaskSettings
 from offload_docker.engine import short_cause, shut_down
 from offload_docker.options import BuildOptions
+
+if TYPE_CHECKING:
+    import docker
 
 Log = Callable[[str], None]
 
@@ -111,6 +110,8 @@ def tag_lock(engine: str, tag: str) -> Iterator[None]:
 
 
 def present(api: Any, ref: str) -> bool:
+    import docker.errors
+
     try:
         api.inspect_image(ref)
     except docker.errors.ImageNotFound:
@@ -143,6 +144,8 @@ def ready_image(api: Any, settings: TaskSettings, hook: Any) -> str | None:
 
 def pull(api: Any, ref: str, log: Log) -> None:
     """Pull ``ref``, logging each layer's final status (not every progress tick)."""
+    import docker.errors
+
     repository, tag = _split_ref(ref)
     try:
         for event in api.pull(repository, tag=tag, stream=True, decode=True):
@@ -290,6 +293,8 @@ def _post_build(api: Any, query: dict[str, Any], dockerfile: str) -> Iterator[di
     registry credentials header, the proxy settings of the docker config file as build
     args, the client's API version, and the response hooks (:class:`Abort`) still apply.
     """
+    import docker.utils
+
     proxies = api._proxy_configs.get_environment()
     if proxies:
         query = {**query, "buildargs": json.dumps({**proxies, **json.loads(query.get("buildargs", "{}"))})}
@@ -311,6 +316,8 @@ def build_image(client: docker.DockerClient, dockerfile: str, tag: str, options:
     without experimental features, an ``--isolation`` it lacks) fails it with the
     engine's reason.
     """
+    import docker.errors
+
     buildargs = {k: v if v is not None else os.environ.get(k, "") for k, v in options.buildargs}
     dockerfile = declare_build_args(dockerfile, list(buildargs))
     tracker = _StepTracker(log)

@@ -5,12 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import docker
-
 import offload
 from offload_docker.backend import DockerBackend
-from offload_docker.images import build_image
-from offload_docker.options import BuildOptions, parse_build_options
 
 
 @offload.hookimpl
@@ -27,6 +23,11 @@ def offload_build_image(spec: offload.ImageSpec, dockerfile: str, tag: str, log:
     engine, ``options=None`` parses ``spec.build_options``; an engine that is not a
     Docker SDK client is another plugin's (``None``: not built here).
     """
+    import docker
+
+    from offload_docker.images import build_image
+    from offload_docker.options import BuildOptions, parse_build_options
+
     if options is None:
         options, problems = parse_build_options(spec.build_options)
         if problems:

@@ -9,8 +9,10 @@ reported before anything is launched.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from offload_docker.options import RunOptions
+if TYPE_CHECKING:
+    from offload_docker.options import RunOptions
 
 #: Host paths that hand over the host when bind-mounted (the root, the engine's socket
 #: and the directories holding it, the kernel's and the system's own trees).

@@ -17,8 +17,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import docker.errors
-
 from offload import TaskRequest, from_json, to_json
 from offload_docker import markers
 from offload_docker.container import copy_project_in
@@ -64,6 +62,8 @@ def drop_request(io_path: str, submission: str) -> None:
 def start_created(api: Any, container_id: str, request: TaskRequest | None, remote: bool) -> bool:
     """Start a container left in ``created``; ``False`` when it cannot be (a remote
     engine, and no request to copy the project from)."""
+    import docker.errors
+
     if remote:
         if request is None:
             return False

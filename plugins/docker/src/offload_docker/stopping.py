@@ -18,8 +18,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-import docker.errors
-
 from offload import Handle
 from offload_docker import markers, outcome
 
@@ -34,6 +32,8 @@ def stop_signal(info: dict[str, Any]) -> str:
 
 def _signal(api: Any, container_id: str, signal: str) -> bool:
     """Send ``signal``; whether the container was running to receive it."""
+    import docker.errors
+
     try:
         api.kill(container_id, signal=signal)
     except docker.errors.NotFound:
@@ -47,6 +47,8 @@ def _signal(api: Any, container_id: str, signal: str) -> bool:
 
 def cancel(api: Any, errors: Errors, handle: Handle, container_id: str, grace: float) -> None:
     """Ask the container to stop, now; ``poll`` kills it after ``grace`` seconds."""
+    import docker.errors
+
     name = outcome.marker(handle, markers.CANCELLED)
     with errors("looking at the container to stop it"):
         try:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import docker.errors
-
 from offload import Handle, Status, TaskState
 from offload_docker import outcome, resume, stopping
 from offload_docker.config import DockerSystemConfig
@@ -184,6 +182,8 @@ class ContainerWatch:
 
     def inspect(self, handle: Handle) -> dict[str, Any] | None:
         """The container's details, or ``None`` when it no longer exists."""
+        import docker.errors
+
         api = self.api(handle)
         with self.errors(handle)("inspecting the container"):
             try:

@@ -21,8 +21,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from offload import BackendError, Handle, TaskRequest
 from offload_ecs import identity, launch, taskdefs
 from offload_ecs.aws import Aws, error_message
@@ -60,6 +58,8 @@ def _list(aws: Aws, cluster: str, who: str, status: str) -> list[str]:
 
 def find(aws: Aws, config: EcsConfig, submission: str) -> dict[str, Any] | None:
     """The description of the task tagged with ``submission`` in the configured cluster, if any."""
+    from botocore.exceptions import ClientError
+
     cluster = config.cluster
     assert cluster is not None
     who = started_by(config)

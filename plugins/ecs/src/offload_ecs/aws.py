@@ -4,37 +4,53 @@ Every call goes through :meth:`Aws.call`, so expired or rotated credentials
 (``ExpiredTokenException``, ``InvalidClientTokenId``, ``UnrecognizedClientException``)
 never lose a tracked task: the session is made again (re-reading the default chain)
 and the call is retried. Throttling is retried by botocore itself (``max_retries``).
+
+boto3 and botocore are imported by the functions that talk to AWS, not with this module:
+loading the plugin (every ``offload`` run does) stays cheap where ECS is not used.
 """
 
 from __future__ import annotations
 
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
-
-import boto3
-from botocore.client import BaseClient
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from typing import TYPE_CHECKING, Any
 
 from offload import BackendError
 from offload_ecs.config import EcsConfig
+
+if TYPE_CHECKING:  # boto3 is imported when a client is first made, not with the plugin
+    import boto3
+    from botocore.client import BaseClient
+    from botocore.exceptions import ClientError
 
 #: Error codes that mean "these credentials no longer work" (Airflow's list).
 CREDENTIAL_ERRORS = frozenset({"ExpiredTokenException", "ExpiredToken", "InvalidClientTokenId", "UnrecognizedClientException", "RequestExpired"})
 
 
+def _client_error(exc: BaseException) -> ClientError | None:
+    """``exc`` if it is botocore's ``ClientError``, else ``None`` (when botocore is not
+    loaded, nothing can have raised one: it is not imported for that)."""
+    if "botocore.exceptions" not in sys.modules:
+        return None
+    from botocore.exceptions import ClientError
+
+    return exc if isinstance(exc, ClientError) else None
+
+
 def error_code(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
+    error = _client_error(exc)
+    if error is not None:
+        return str(error.response.get("Error", {}).get("Code", ""))
     return ""
 
 
 def error_message(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
+    error = _client_error(exc)
+    if error is not None:
+        err = error.response.get("Error", {})
         return f"{err.get('Code', 'Error')}: {err.get('Message', '')}".rstrip(": ")
     return str(exc)
 
@@ -63,6 +79,8 @@ class Aws:
         return self._region
 
     def _session(self) -> boto3.session.Session:
+        import boto3
+
         s = self.config.settings
         return boto3.session.Session(
             aws_access_key_id=s.access_key_id or None,
@@ -72,12 +90,16 @@ class Aws:
         )
 
     def _make(self, service: str, region: str | None) -> BaseClient:
+        from botocore.config import Config
+
         s = self.config.settings
         retries: Any = {"max_attempts": s.max_retries + 1, "mode": "standard"}
         config = Config(retries=retries, user_agent_extra="offload-ecs")
         return self._session().client(service, region_name=region or None, endpoint_url=s.endpoint_url or None, config=config)
 
     def client(self, service: str, region: str | None = None) -> BaseClient:
+        from botocore.exceptions import NoRegionError
+
         key = (service, region)
         with self._lock:
             client = self._clients.get(key)
@@ -97,6 +119,8 @@ class Aws:
 
     def call(self, service: str, operation: str, region: str | None = None, **params: Any) -> Any:
         """``client.operation(**params)``; credential errors rebuild the client and retry with backoff."""
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
         attempt = 0
         while True:
             client = self.client(service, region)

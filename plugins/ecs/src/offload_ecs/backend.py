@@ -1,4 +1,9 @@
-"""The ECS backend: what the core calls, each step delegated to a module with one job."""
+"""The ECS backend: what the core calls, each step delegated to a module with one job.
+
+Every ``offload`` command loads this module (to parse the config and select backends),
+so it imports only what that needs; the modules that talk to AWS are imported by the
+methods that use them.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from offload import Backend, BackendContext, BackendError, Handle, Health, Problem, Result, Status, Storage, TaskRequest
-from offload_ecs import adoption, finish, health, launch, leftovers, runtask, taskconfig, taskdefs, tracking
+from offload_ecs import leftovers, taskconfig
 from offload_ecs.aws import Aws
 from offload_ecs.config import EcsConfig, parse_ecs_config
 from offload_ecs.taskconfig import EcsTaskSettings
@@ -56,6 +61,8 @@ class EcsBackend(Backend):
         return (s.endpoint_url or "", str(self.aws.region), str(self.config.cluster))
 
     def submit(self, request: TaskRequest) -> Handle:
+        from offload_ecs import launch, runtask, taskdefs
+
         td = taskdefs.resolve(self.aws, self._settings(request), self._scope())
         params, script, state = launch.prepare(self.aws, self.storage, self.config, td, request)
         handle = Handle(self.name, request.task_id, request.io_path, state)
@@ -67,18 +74,26 @@ class EcsBackend(Backend):
         Nothing found means nothing was started (the driver died before or during
         ``run_task``): the core submits again, with the same client token.
         """
+        from offload_ecs import adoption
+
         return adoption.adopt(self.aws, self.config, request, self._settings(request), self._scope())
 
     def poll(self, handles: Sequence[Handle]) -> list[Status]:
+        from offload_ecs import tracking
+
         if not handles:
             return []
         return tracking.poll(self.aws, self.storage, self.config, handles, self._cancelled)
 
     def collect(self, handle: Handle) -> Result:
+        from offload_ecs import finish
+
         return finish.collect(self.aws, self.storage, handle)
 
     def cancel(self, handle: Handle, grace: float = 10.0) -> None:
         """``stop_task`` with a reason; ECS gives the container its ``stopTimeout`` (not ``grace``)."""
+        from offload_ecs import finish
+
         finish.cancel(self.aws, self.storage, handle, self._cancelled)
 
     def collect_garbage(self, tracked: Sequence[Handle], dry_run: bool = False, project_dir: str | None = None) -> list[str]:
@@ -89,4 +104,6 @@ class EcsBackend(Backend):
         return leftovers.collect_garbage(self.storage, tracked, dry_run, project_dir, self.gc_min_age)
 
     def check(self) -> Health:
+        from offload_ecs import health
+
         return health.check(self.aws, self.config, self.storage if self.config.configured else None)

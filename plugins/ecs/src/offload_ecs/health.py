@@ -3,8 +3,6 @@ not found, temporal storage missing or refused, or healthy, each said plainly.""
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
-
 from offload import BackendError, Health, Storage
 from offload_ecs.aws import CREDENTIAL_ERRORS, Aws, error_code, error_message
 from offload_ecs.config import EcsConfig
@@ -22,6 +20,8 @@ def _credentials_found(aws: Aws) -> bool:
 
 
 def check(aws: Aws, config: EcsConfig, storage: Storage | None) -> Health:
+    from botocore.exceptions import ClientError
+
     if not config.configured:
         return Health(False, "ecs: not configured (no command_executor.ecs section with name and temporal_storage)")
     cluster = config.cluster

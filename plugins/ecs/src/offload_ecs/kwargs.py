@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import copy
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from botocore.model import OperationModel
-from botocore.validate import ParamValidator
+if TYPE_CHECKING:  # botocore is imported when a RunTask call is checked, not with the plugin
+    from botocore.model import OperationModel
 
 #: Keys offload sets itself; ``run_task_kwargs`` may not replace them (``clientToken``
 #: makes each submission idempotent: one shared by all tasks would run only the first).
@@ -27,11 +27,7 @@ def check_run_task_kwargs(kwargs: dict[str, Any]) -> list[str]:
     problems = [f"{key!r} is set by offload and cannot be given here" for key in OWNED if key in kwargs]
     params = {key: value for key, value in kwargs.items() if key not in OWNED}
     params["taskDefinition"] = "placeholder"
-    report = ParamValidator().validate(params, _run_task_model().input_shape)
-    if report.has_errors():
-        text = report.generate_report()
-        problems.extend(line.strip() for line in text.splitlines() if line.strip())
-    return problems
+    return problems + validate_params(params)
 
 
 def merge_run_task_kwargs(params: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -76,6 +72,8 @@ def _merge_overrides(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, 
 
 def validate_params(params: dict[str, Any]) -> list[str]:
     """Problems with complete RunTask ``params``."""
+    from botocore.validate import ParamValidator
+
     report = ParamValidator().validate(params, _run_task_model().input_shape)
     if not report.has_errors():
         return []

@@ -16,7 +16,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from offload import Handle, Storage, StoredObject
-from offload_ecs import identity, launch
 
 #: A folder written to more recently than this is kept (seconds).
 MIN_AGE = 3600.0
@@ -26,6 +25,8 @@ def collect_garbage(
     storage: Storage, tracked: Sequence[Handle], dry_run: bool, project_dir: str | None, min_age: float = MIN_AGE, now: float | None = None
 ) -> list[str]:
     """Remove (or, with ``dry_run``, name) the task folders of ``project_dir`` no handle tracks."""
+    from offload_ecs import identity, launch
+
     if not storage.can_list:
         return []
     now = time.time() if now is None else now

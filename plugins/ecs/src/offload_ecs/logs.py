@@ -12,8 +12,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from offload.remote import find_marker
 from offload_ecs.aws import Aws, error_code
 from offload_ecs.schedule import backoff, staggered
@@ -26,6 +24,8 @@ MAX_QUIET = 8.0
 
 def read(aws: Aws, state: dict[str, Any], now: float | None = None) -> tuple[list[str], dict[str, Any]]:
     """New log lines of the task and the state changes to keep (token, marker seen, next read)."""
+    from botocore.exceptions import ClientError
+
     now = time.time() if now is None else now
     token = state.get("log_token")
     marker = state["marker"]

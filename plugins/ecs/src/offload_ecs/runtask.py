@@ -24,8 +24,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from offload import BackendError, Handle, Storage, StorageError
 from offload_ecs import adoption, identity, launch
 from offload_ecs.aws import Aws, error_code, error_message
@@ -38,6 +36,8 @@ class TokenUsed(Exception):
 
 def run_once(aws: Aws, params: dict[str, Any]) -> tuple[str | None, str | None]:
     """One ``run_task``: the task ARN, or the failures that AWS gave instead."""
+    from botocore.exceptions import ClientError
+
     try:
         response = aws.call("ecs", "run_task", **params)
     except ClientError as e:

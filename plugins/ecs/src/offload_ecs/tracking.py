@@ -13,8 +13,6 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from offload import BackendError, Handle, Status, Storage, StorageError, TaskState
 from offload_ecs import logs, runtask, schedule
 from offload_ecs.aws import Aws, error_code, error_message
@@ -29,6 +27,8 @@ LOGGING = frozenset({"RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING"})
 
 def describe(aws: Aws, handles: Sequence[Handle]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Every started task of ``handles`` by ARN, and why any is missing; one call per 100 per cluster."""
+    from botocore.exceptions import ClientError
+
     groups: dict[tuple[str, str | None], list[str]] = defaultdict(list)
     for handle in handles:
         arn = handle.state.get("task_arn")
@@ -53,6 +53,8 @@ def describe(aws: Aws, handles: Sequence[Handle]) -> tuple[dict[str, dict[str, A
 
 
 def stop(aws: Aws, state: dict[str, Any], reason: str) -> None:
+    from botocore.exceptions import ClientError
+
     region = state.get("region")
     try:
         aws.call("ecs", "stop_task", region=None if region == aws.region else region, cluster=state["cluster"], task=state["task_arn"], reason=reason)

@@ -1,4 +1,9 @@
-"""The Kubernetes backend: what the core calls, each step delegated to a module with one job."""
+"""The Kubernetes backend: what the core calls, each step delegated to a module with one job.
+
+Every ``offload`` command loads this module (to parse the config and select backends),
+so it imports only what that needs; the modules that talk to the API server are
+imported by the methods that use them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from offload import Backend, BackendContext, BackendError, Handle, Health, Problem, Result, Status, Storage, TaskRequest
-from offload_kubernetes import finish, health, launch, leftovers, taskconfig, tracking
+from offload_kubernetes import leftovers, taskconfig
 from offload_kubernetes.client import Kube
 from offload_kubernetes.config import KubernetesConfig, parse_kubernetes_config
 from offload_kubernetes.taskconfig import KubernetesTaskSettings
@@ -52,21 +57,31 @@ class KubernetesBackend(Backend):
         return request.settings
 
     def submit(self, request: TaskRequest) -> Handle:
+        from offload_kubernetes import launch
+
         return launch.submit(self.kube, self.storages, self.config, self._settings(request), request)
 
     def adopt(self, request: TaskRequest) -> Handle | None:
         """The Job an interrupted submission created (its name is derived from the task), if any."""
+        from offload_kubernetes import launch
+
         return launch.adopt(self.kube, request)
 
     def poll(self, handles: Sequence[Handle]) -> list[Status]:
+        from offload_kubernetes import tracking
+
         if not handles:
             return []
         return tracking.poll(self.kube, self.config, handles, self._cancelled)
 
     def collect(self, handle: Handle) -> Result:
+        from offload_kubernetes import finish
+
         return finish.collect(self.kube, self.storages, handle)
 
     def cancel(self, handle: Handle, grace: float = 10.0) -> None:
+        from offload_kubernetes import finish
+
         finish.cancel(self.kube, handle, grace, self._cancelled)
 
     def collect_garbage(self, tracked: Sequence[Handle], dry_run: bool = False, project_dir: str | None = None) -> list[str]:
@@ -75,6 +90,8 @@ class KubernetesBackend(Backend):
         return leftovers.collect_garbage(self.kube, tracked, dry_run, project_dir, self.gc_min_age, time.time())
 
     def check(self) -> Health:
+        from offload_kubernetes import health
+
         storage = self.storages[0] if self.config.configured and self.storages is not None else None
         return health.check(self.kube, self.config, storage)
 

@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from offload import Handle
-from offload_kubernetes import jobspec, logs
 from offload_kubernetes.client import Kube
-from offload_kubernetes.tracking import delete_job, list_objects
 
 MIN_AGE = 3600.0
 
 
 def _age(obj: dict[str, Any], now: float) -> float:
+    from offload_kubernetes import logs
+
     stamp = str((obj.get("metadata") or {}).get("creationTimestamp") or "")
     return now - logs.parse_time_ns(stamp) / 1e9 if stamp else 0.0
 
@@ -31,6 +31,9 @@ def _finished(job: dict[str, Any]) -> bool:
 
 
 def collect_garbage(kube: Kube, tracked: Sequence[Handle], dry_run: bool, project_dir: str | None, min_age: float, now: float) -> list[str]:
+    from offload_kubernetes import jobspec
+    from offload_kubernetes.tracking import delete_job, list_objects
+
     project = jobspec.project_tag(os.path.abspath(project_dir or os.getcwd()))
     namespace = kube.namespace
     keep = {str(h.state.get("job")) for h in tracked if h.backend == "kubernetes" and h.state.get("namespace") == namespace}
