@@ -50,9 +50,11 @@ def run_py(
     io: str = IO,
     python: str = sys.executable,
     input_data: dict[str, Any] | None = None,
+    reinstall: bool = True,
 ) -> Run:
     io_dir = project / io
-    _runtime.install(str(io_dir))
+    if reinstall:
+        _runtime.install(str(io_dir))
     data = input_data if input_data is not None else {"params": params or {}, "task_name": "+flow+task"}
     (io_dir / _runtime.INPUT_FILE).write_text(json.dumps(data), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
@@ -87,9 +89,37 @@ def failed(run: Run, kind: str) -> dict[str, Any]:
 
 def test_files_lists_every_runtime_file() -> None:
     files = _runtime.files()
-    assert set(files) == {"py_runner.py", "offload_env.py", "digdag/__init__.py", "rb_runner.rb", "offload_env.rb"}
+    assert set(files) == {"py_runner.py", "offload_runner.py", "offload_env.py", "digdag/__init__.py", "rb_runner.rb", "offload_env.rb"}
     for path in files.values():
         assert os.path.isabs(path) and os.path.isfile(path)
+
+
+def test_install_writes_an_operators_files_and_bytecode_for_this_python(tmp_path: Path) -> None:
+    _runtime.install(str(tmp_path / "io"), "py>")
+    written = sorted(str(p.relative_to(tmp_path / "io")) for p in (tmp_path / "io").rglob("*") if p.is_file())
+    tag = sys.implementation.cache_tag
+    pycs = [f"__pycache__/offload_env.{tag}.pyc", f"__pycache__/offload_runner.{tag}.pyc", f"digdag/__pycache__/__init__.{tag}.pyc"]
+    assert written == sorted([*_runtime.OPERATOR_FILES["py>"], *pycs])
+    _runtime.install(str(tmp_path / "rb"), "rb>")
+    assert sorted(p.name for p in (tmp_path / "rb").iterdir()) == ["offload_env.rb", "rb_runner.rb"]
+
+
+def test_the_runner_loads_that_bytecode_and_never_a_stale_one(project: Path) -> None:
+    write(project, {"mod.py": "import offload_env\ndef f():\n    offload_env.store(marker=getattr(offload_env, 'MARKER', None))\n"})
+    io_dir = project / IO
+    _runtime.install(str(io_dir), "py>")
+    (io_dir / _runtime.INPUT_FILE).write_text(json.dumps({"params": {}}), encoding="utf-8")
+    argv = [sys.executable, "-v", f"{IO}/{_runtime.PY_RUNNER}", IO, "mod.f"]
+    verbose = subprocess.run(argv, cwd=project, capture_output=True, text=True, timeout=60)
+    assert verbose.returncode == 0, verbose.stderr
+    for module in ("offload_runner", "offload_env"):
+        assert f"{IO}/__pycache__/{module}.{sys.implementation.cache_tag}.pyc matches" in verbose.stderr
+    with open(io_dir / "offload_env.py", "a", encoding="utf-8") as f:
+        f.write("MARKER = 'from the source'\n")  # the bytecode no longer matches: the source wins
+    assert ok(run_py(project, "mod.f", reinstall=False)).output["store_params"] == {"marker": "from the source"}
+    tag = sys.implementation.cache_tag
+    driver_wrote = {f"__pycache__/offload_env.{tag}.pyc", f"__pycache__/offload_runner.{tag}.pyc", f"digdag/__pycache__/__init__.{tag}.pyc"}
+    assert {p.relative_to(io_dir).as_posix() for p in project.rglob("*.pyc")} == driver_wrote  # the task wrote none
 
 
 def test_arguments_by_name_and_extra_params_ignored(project: Path) -> None:

@@ -129,12 +129,43 @@ class Executor:
         self.backends.get(handle.backend).cancel(handle, grace)
 
     def wait_any(self, handles: Sequence[Handle], timeout: float) -> None:
-        """Block up to ``timeout`` seconds, or less when one of ``handles`` may have changed."""
-        names = {h.backend for h in handles}
-        if len(names) == 1:
-            self.backends.get(names.pop()).wait(handles, timeout)
-        else:
-            time.sleep(timeout)
+        """Block up to ``timeout`` seconds, or less when one of ``handles`` may have changed.
+
+        With no handles there is nothing to wait for: it returns at once. The handles of one
+        backend are waited for by that backend's ``wait``. With several backends, those whose
+        tasks can wake them (they override ``Backend.wait``) take turns of at most
+        :data:`~offload.executor.polling.SHARED_WAIT` seconds, and the wait ends as soon as one
+        of them returns before its turn is over; when none can, it sleeps.
+        """
+        if not handles:
+            return
+        groups: dict[str, list[Handle]] = defaultdict(list)
+        for handle in handles:
+            groups[handle.backend].append(handle)
+        if len(groups) == 1:
+            ((name, group),) = groups.items()
+            self.backends.get(name).wait(group, timeout)
+            return
+        from offload.executor.backend import Backend
+        from offload.executor.polling import SHARED_WAIT
+
+        wakers = [(backend, group) for name, group in groups.items() if type(backend := self.backends.get(name)).wait is not Backend.wait]
+        if len(wakers) <= 1:
+            if wakers:
+                wakers[0][0].wait(wakers[0][1], timeout)  # the others are polled when it returns
+            else:
+                time.sleep(timeout)
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            for backend, group in wakers:
+                turn = min(deadline - time.monotonic(), SHARED_WAIT)
+                if turn <= 0:
+                    return
+                start = time.monotonic()
+                backend.wait(group, turn)
+                if time.monotonic() - start < turn / 2:
+                    return  # woken: something may have changed
 
     def finished(self, task_name: str, handle: Handle, result: Result) -> None:
         """Tell every plugin that a task finished and its result was kept (``offload_task_finished``)."""

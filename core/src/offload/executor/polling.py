@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import attrs
 
+#: Seconds of each turn when tasks of several backends that can be woken are waited for:
+#: ``Executor.wait_any`` can block in one backend's ``wait`` at a time, so they take turns.
+SHARED_WAIT = 0.05
+
 
 @attrs.define
 class AdaptiveInterval:

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import re
-import shutil
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -40,13 +39,14 @@ class RequestContext:
     labels: dict[str, str] = attrs.field(factory=dict)
 
 
-def _copy_runtime(io_path: str) -> None:
-    from offload.workflow.runtime import files
-
-    for relative, source in files().items():
-        target = os.path.join(io_path, relative)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.copyfile(source, target)
+def _make_dir(path: str) -> None:
+    """``os.makedirs(path, exist_ok=True)``, one system call when the parent is there."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
 
 
 def _write_json(path: str, data: Any) -> None:
@@ -142,7 +142,7 @@ def build_request(
     """
     timeout, resources = run_settings(ctx.task_name, params)
     io_path = os.path.normpath(os.path.join(ctx.project_dir, ctx.io_dir))
-    os.makedirs(io_path, exist_ok=True)
+    _make_dir(io_path)
     io_rel = ctx.io_dir  # the working directory is the project's root
     full_env = {**task_env(params, env, task_keys), "OFFLOAD_IO_DIR": io_rel, "OFFLOAD_TASK_NAME": ctx.task_name}
     if operator == "sh>":
@@ -150,7 +150,9 @@ def build_request(
             f.write(command if command.endswith("\n") else command + "\n")
         argv: tuple[str, ...] = ("/bin/sh", f"{io_rel}/runner.sh")
     elif operator in ("py>", "rb>"):
-        _copy_runtime(io_path)
+        from offload.workflow.runtime import install
+
+        install(io_path, operator)
         clean = {k: v for k, v in params.items() if k not in RUN_KEYS and k not in task_keys}
         _write_json(os.path.join(io_path, "input.json"), {"params": clean, "task_name": ctx.task_name})
         if operator == "py>":

@@ -106,8 +106,10 @@ class Run(TaskTree):
                     self._give_up()
                     break
                 if self.running:
-                    self.poll_once()
+                    # Wait, then poll: a task collected by the poll has its successor
+                    # started by the next ``advance`` before the loop waits again.
                     self.wait()
+                    self.poll_once()
                 elif self.wake_at < float("inf"):
                     self.sleep_until(self.wake_at)
                 if self.on_tick is not None:
@@ -155,7 +157,10 @@ class Run(TaskTree):
         )
 
     def wait(self) -> None:
+        """Until a running task may have changed: the backends wake it, or the interval ends."""
         handles = list(self.running.values())
+        if not handles:
+            return
         timeout = min(self.interval.next(), max(0.0, self.wake_at - time.monotonic()))
         try:
             with self.interrupts.interruptible():
@@ -186,11 +191,14 @@ class Run(TaskTree):
                 self.on_event("run", f"polling failed ({type(e).__name__}: {e}); retrying (interrupt to cancel the run)")
             return
         self.poll_failures = 0
-        moved = [(n, s.handle) for n, s in zip(nodes, statuses, strict=True) if s.handle is not None and s.handle != self.running[n]]
-        if moved:
+        moved = [(n, s.handle, s.state.finished) for n, s in zip(nodes, statuses, strict=True) if s.handle is not None and s.handle != self.running[n]]
+        for node, handle, _ in moved:
+            self.running[node] = handle
+        # A finished task's last handle is not journaled: its result is, by _collect, right below.
+        kept = [(node, handle) for node, handle, finished in moved if not finished]
+        if kept:
             with self.journal.batch():
-                for node, handle in moved:
-                    self.running[node] = handle
+                for node, handle in kept:
                     self.journal.update_handle(self.run_id, node.task.name, node.attempt, handle)
         for node, status in zip(nodes, statuses, strict=True):
             for line in status.logs:

@@ -15,7 +15,16 @@ PID = "offload-local.pid"
 
 
 def path(io_path: str, name: str) -> str:
-    return os.path.join(io_path, name)
+    """``io_path`` (normalised, as ``TaskRequest.io_path`` is) joined with ``name``."""
+    return f"{io_path}/{name}"
+
+
+def listing(io_path: str) -> frozenset[str]:
+    """The names in the io directory: one look tells which of the files are there."""
+    try:
+        return frozenset(os.listdir(io_path))
+    except (FileNotFoundError, NotADirectoryError):
+        return frozenset()
 
 
 def exists(io_path: str, name: str) -> bool:
@@ -29,17 +38,27 @@ def remove(io_path: str, name: str) -> None:
 
 def read_exit_code(io_path: str) -> int | None:
     """The recorded exit code; ``None`` until the wrapper has written the whole line."""
+    return read_exit(io_path)[0]
+
+
+def read_exit(io_path: str) -> tuple[int | None, float | None]:
+    """The recorded exit code (``None`` until its whole line is written) and when the
+    file was written (see :func:`exit_stamp`; ``None`` when there is none), from one open."""
     try:
-        with open(path(io_path, EXIT), encoding="ascii") as f:
-            text = f.read()
+        fd = os.open(path(io_path, EXIT), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        return None
-    if not text.endswith("\n"):
-        return None
+        return None, None
     try:
-        return int(text)
+        stamp = os.fstat(fd).st_mtime
+        data = os.read(fd, 64)
+    finally:
+        os.close(fd)
+    if not data.endswith(b"\n"):
+        return None, stamp
+    try:
+        return int(data), stamp
     except ValueError:
-        return None
+        return None, stamp
 
 
 def write_exit_code(io_path: str, code: int) -> None:

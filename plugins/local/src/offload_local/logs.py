@@ -50,22 +50,39 @@ def read(log_path: str, offset: int, end: int | None = None) -> LogChunk:
     :return: ``drained`` says whether everything up to ``end`` was handed out (while
         the task runs: whether everything there was fitted in this read).
     """
+    if end is None and size(log_path) <= offset:
+        return LogChunk((), offset, True)  # nothing new: one stat, no open
+    return _read(log_path, offset, end, final=False)[0]
+
+
+def read_final(log_path: str, offset: int) -> tuple[LogChunk, int]:
+    """The task has just been seen finished: its log's size now is its end (``log_end``);
+    the first read towards it, and that end."""
+    return _read(log_path, offset, None, final=True)
+
+
+def _read(log_path: str, offset: int, end: int | None, final: bool) -> tuple[LogChunk, int]:
     try:
-        with open(log_path, "rb") as f:
-            limit = os.fstat(f.fileno()).st_size if end is None else end
-            if offset >= limit:
-                return LogChunk((), offset, True)
-            f.seek(offset)
-            wanted = min(MAX_READ + 1, limit - offset)  # one more: is a line of exactly MAX_READ complete?
-            data = f.read(wanted)
+        fd = os.open(log_path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        return LogChunk((), offset, True)
+        return LogChunk((), offset, True), 0
+    try:
+        now = os.fstat(fd).st_size
+        if final:
+            end = now
+        limit = now if end is None else end
+        if offset >= limit:
+            return LogChunk((), offset, True), limit
+        wanted = min(MAX_READ + 1, limit - offset)  # one more: is a line of exactly MAX_READ complete?
+        data = os.pread(fd, wanted, offset)
+    finally:
+        os.close(fd)
     if end is None:
         lines, used = _lines(data, at_end=False)
-        return LogChunk(lines, offset + used, limit - offset - used <= MAX_READ)
+        return LogChunk(lines, offset + used, limit - offset - used <= MAX_READ), limit
     at_end = len(data) < wanted or offset + len(data) >= end  # shorter: the file was truncated
     lines, used = _lines(data, at_end)
-    return LogChunk(lines, offset + used, at_end and used == len(data))
+    return LogChunk(lines, offset + used, at_end and used == len(data)), end
 
 
 def _lines(data: bytes, at_end: bool) -> tuple[tuple[str, ...], int]:

@@ -57,6 +57,40 @@ class _Table:
         self.groups: set[int] = set()
 
 
+def wrapper_alive(pid: int, exit_path: str) -> bool:
+    """Whether ``pid`` runs and is the wrapper whose exit file is ``exit_path``, not a reused pid."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _is_wrapper(pid, exit_path)
+
+
+def _is_wrapper(pid: int, exit_path: str) -> bool:
+    """Whether live ``pid`` runs with ``exit_path`` in its command line (Linux).
+
+    An empty command line means the process is between fork and exec (the spawn can
+    return in that window) or is a zombie: the first is ours, the second has exited.
+    """
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    except OSError:
+        return True  # no /proc here: trust the pid
+    if not cmdline:
+        return not is_zombie(pid)
+    return exit_path.encode() in cmdline
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def signal_all(pids: set[int], sig: int) -> None:
     for pid in pids:
         try:

@@ -63,6 +63,10 @@ class ExitWatcher:
             self._done.add(pid)
             self._close(pid)
 
+    def watching(self, pid: int) -> bool:
+        """Whether ``pid`` is watched and had not exited at the last :meth:`wait`."""
+        return pid in self._fds
+
     def saw_exit(self, pid: int, when: float) -> None:
         """Record an exit noticed some other way (the wrapper was reaped by a poll)."""
         self.exited_at.setdefault(pid, when)

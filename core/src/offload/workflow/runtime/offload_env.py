@@ -16,8 +16,11 @@ Digdag scripts run unchanged. Standard library only, Python 3.8+: this runs in t
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from typing import Any
+
+TYPE_CHECKING = False  # ``typing`` and ``collections.abc`` would add to every task's start
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, TypeGuard
 
 #: The task's params (the same dict object for the whole run).
 params: dict[str, Any] = {}
@@ -48,7 +51,7 @@ def _merge(target: dict[str, Any], what: str, values: Mapping[str, Any] | None, 
     """
     merged: dict[str, Any] = {}
     if values is not None:
-        if not isinstance(values, Mapping):
+        if not _is_mapping(values):
             raise TypeError(f"{what}() takes a dict of params, got {type(values).__name__}")
         merged.update(values)
     merged.update(kw)
@@ -60,6 +63,11 @@ def _merge(target: dict[str, Any], what: str, values: Mapping[str, Any] | None, 
         except (TypeError, ValueError) as e:
             raise TypeError(f"{what}(): value of {key!r} can not be written as JSON: {e}") from None
     target.update(merged)
+
+
+def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
+    """A dict, or an object that ``dict.update`` takes as a mapping (``keys()`` and ``[]``)."""
+    return isinstance(value, dict) or (hasattr(value, "keys") and hasattr(value, "__getitem__"))
 
 
 def store(values: Mapping[str, Any] | None = None, /, **kw: Any) -> None:
@@ -79,7 +87,7 @@ def set_state(values: Mapping[str, Any] | None = None, /, **kw: Any) -> None:
 
 def add_subtask(function: Callable[..., Any] | Mapping[str, Any] | None = None, /, **config: Any) -> None:
     """Record a subtask as Digdag does: a function (becomes ``py>: module.name``) or a config dict."""
-    if function is not None and not isinstance(function, Mapping):
+    if function is not None and not _is_mapping(function):
         owner = getattr(function, "__self__", None)
         module = getattr(function, "__module__", None) or getattr(owner, "__module__", "")
         name = getattr(function, "__qualname__", None) or getattr(function, "__name__", "")

@@ -7,10 +7,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # ``typing`` and ``collections.abc`` would add to every task's start
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
     from offload.workflow.runtime import offload_env
 else:
     import offload_env  # the copy in the io directory, on sys.path
