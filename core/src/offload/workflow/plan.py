@@ -10,7 +10,7 @@ stored, a backend config that is wrong for a task, a task no backend can run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -61,15 +61,15 @@ def layered_params(layers: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return params
 
 
-def ancestors(root: Task, target: Task) -> list[Task]:
-    """The tasks from ``root`` down to ``target`` (both included), or ``[]`` if not under it."""
-    if root is target:
-        return [root]
-    for child in (*root.children, *root.templates, *((root.check,) if root.check else ()), *((root.error,) if root.error else ())):
-        path = ancestors(child, target)
-        if path:
-            return [root, *path]
-    return []
+def chains(root: Task) -> Iterator[tuple[Task, list[Task]]]:
+    """Every task under ``root`` (``root`` included) in the order of :meth:`Task.walk`,
+    with the tasks from ``root`` down to it (both included)."""
+    stack: list[tuple[Task, list[Task]]] = [(root, [root])]
+    while stack:
+        task, chain = stack.pop()
+        yield task, chain
+        below = (*task.children, *task.templates, *((task.check,) if task.check else ()), *((task.error,) if task.error else ()))
+        stack.extend((child, [*chain, child]) for child in reversed(below))
 
 
 @attrs.frozen
@@ -146,8 +146,7 @@ def check_workflow(workflow: Workflow, executor: Executor, session: Mapping[str,
     problems: list[Problem] = []
     plans: list[TaskPlan] = []
     earlier_operator = False
-    for task in workflow.root.walk():
-        chain = ancestors(workflow.root, task)
+    for task, chain in chains(workflow.root):
         for message in check_expressions(task.export):
             problems.append(Problem(f"{source}: {task.name}: _export", message, fatal=True))
         problems += _env_problems(source, task, secrets)
