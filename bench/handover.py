@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import rounds
 
 ECHO_TARGET = 3.0
 PY_TARGET = 1.5
@@ -129,16 +130,7 @@ def main() -> None:
         cases["python -c pass"] = loop([[python, "-c", "pass"]] * args.py, scratch, env)
         cases["python -c value"] = loop([[python, "-c", PASS_VALUE]] * args.py, scratch, env)
         cases["python3 (PATH) -c pass"] = loop([["python3", "-c", "pass"]] * 3, scratch, env)
-    try:
-        for case in cases.values():  # warm the file cache and .pyc files
-            case()
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.repeat):
-            for name, case in cases.items():
-                samples[name].append(case())
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    m = {name: statistics.median(values) for name, values in samples.items()}
+    m = rounds.medians(cases, args.repeat, root)
     m.update({f"cpu {name}": statistics.median(values) for name, values in cpu.items() if values})
     print(f"median of {args.repeat} rounds; python3 on PATH runs {python}")
     if args.echo > 1:

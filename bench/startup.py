@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import rounds
 
 WORKFLOW = "+a:\n  sh>: echo hi\n"
 HEAVY_PLUGINS = "docker,ecs,kubernetes,s3,gcs"
@@ -87,16 +87,7 @@ def main() -> None:
         "offload run one.dig": run_in_fresh_project(root, offload, env),
         "offload run, heavy plugins disabled": run_in_fresh_project(root, offload, clean_env(pycache, OFFLOAD_DISABLE_PLUGINS=HEAVY_PLUGINS)),
     }
-    try:
-        for case in cases.values():  # warm the file cache and .pyc files
-            case()
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.repeat):
-            for name, case in cases.items():
-                samples[name].append(case())
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    medians = {name: statistics.median(values) for name, values in samples.items()}
+    medians = rounds.medians(cases, args.repeat, root)
     bare = medians["python -c pass"]
     cache = "as the caller's environment says" if pycache is None else "cached"
     print(f"start-up, median of {args.repeat} ({' '.join(offload)}; bytecode {cache}):")

@@ -1,15 +1,7 @@
-"""Runs a ``py>`` task: ``python3 IO/py_runner.py IO CALLABLE``, with the task's working directory as cwd.
-
-Reads ``IO/input.json`` (``{"params": {...}, "task_name": "+flow+task"}``), imports
-``pkg.mod`` and calls ``func`` (``pkg.mod.func``), or makes a ``Class`` and calls its
-``method`` (``pkg.mod.Class.method``; ``pkg.mod.Class`` alone calls ``run``), passing params by
-argument name as Digdag does. Writes ``IO/output.json`` (``store_params``, ``export_params``,
-``subtask_config``, and ``error`` when the task failed, then exit status 1). The return value
-is ignored, as in Digdag.
-
-The work is done by ``offload_runner`` beside this file: Python loads a module from the
-bytecode the driver may have written for it, never a script run by its path. Standard
-library only, Python 3.8+: this runs in the task's image, where offload is not installed.
+"""Runs a ``py>`` task: ``python3 IO/py_runner.py IO CALLABLE``, with the task's working
+directory as cwd; what it does is in ``offload_runner`` beside this file, which Python
+loads from the bytecode the driver may have written for it (a script run by its path is
+compiled every time). Standard library only, Python 3.8+: this runs in the task's image.
 """
 
 import sys
