@@ -56,3 +56,23 @@ def test_a_bad_include_is_one_clear_error(tmp_path: Path, capsys: pytest.Capture
     assert main(["run", str(tmp_path / "flow.dig")]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_tab_in_the_indentation_is_named_in_the_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # libyaml reads the file first; its message for this leaves the character out, so the
+    # file is read again by the pure-Python parser, whose message names it
+    (tmp_path / "flow.dig").write_text("+a:\n\tsh>: echo\n")
+    assert main(["run", str(tmp_path / "flow.dig")]) == 2
+    err = capsys.readouterr().err
+    assert "flow.dig: not valid YAML (line 2, column 1): found character '\\t' that cannot start any token" in err
+
+
+def test_both_parsers_read_digdag_yaml_alike() -> None:
+    from offload.workflow import yamlload
+
+    if yamlload.FastDigdagLoader is None:
+        pytest.skip("PyYAML without libyaml: only the pure-Python parser is used")
+    text = "a: yes\nb: 10:00:00\nc: 2026-01-31\nd: TRUE\ne: 1.5\nf: ~\ng: 0x1F\nh: &x {k: [1, '2']}\ni:\n  <<: *x\n  z: null\n"
+    fast = yamlload._load(yamlload.FastDigdagLoader, text, None, None, 0)
+    assert fast == yamlload._load(yamlload.DigdagLoader, text, None, None, 0)
+    assert fast["b"] == "10:00:00" and fast["d"] is True and fast["i"] == {"k": [1, "2"], "z": None}

@@ -11,7 +11,7 @@ import os
 import re
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 import cattrs
@@ -192,6 +192,10 @@ def structure_strict(cls: type[T], data: Any, where: str) -> tuple[T | None, lis
         data = {}
     if attrs.has(cls) and not isinstance(data, Mapping):
         return None, [Problem(where, f"must be a mapping, got {type(data).__name__}", fatal=True)]
+    if not data and attrs.has(cls) and all(f.default is not attrs.NOTHING for f in attrs.fields(cls)):
+        # An empty section (every backend's, when it is not configured) is the class's
+        # defaults: no need to generate the converter's structuring code for it.
+        return cast(T, cls()), []
     try:
         return config_converter.structure(data, cls), []
     except Exception as e:  # noqa: BLE001 - cattrs raises groups of anything a hook raised

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from offload import __version__ as VERSION
@@ -24,22 +24,19 @@ HISTORY_COMMANDS = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="offload", description="Run workflow tasks locally, in Docker or on AWS ECS, chosen by configuration.")
-    parser.add_argument("--version", action="version", version=f"offload {VERSION}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def _config_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="system config (offload.yml or Digdag .properties); default $OFFLOAD_CONFIG, else offload.yml beside the workflow",
+    )
 
-    def config_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "-c",
-            "--config",
-            metavar="FILE",
-            help="system config (offload.yml or Digdag .properties); default $OFFLOAD_CONFIG, else offload.yml beside the workflow",
-        )
 
+def _add_run(sub: Any) -> None:
     run = sub.add_parser("run", help="run a workflow file (resumes an interrupted or failed run)")
     run.add_argument("workflow", metavar="FLOW", help="the .dig workflow file")
-    config_option(run)
+    _config_option(run)
     run.add_argument("--rerun", action="store_true", help="start a new run instead of resuming the last unfinished one")
     run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="set a param (repeatable; wins over -P)")
     run.add_argument("-P", "--params-file", action="append", default=[], metavar="FILE", help="read params from a YAML file (Digdag's -P; repeatable)")
@@ -49,19 +46,27 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--goal", metavar="+TASK", help="skip the tasks written after this one and what it contains (Digdag's --goal)")
     run.add_argument("--dry-run", action="store_true", help="check and plan everything, print the plan, launch nothing")
 
+
+def _add_explain(sub: Any) -> None:
     explain = sub.add_parser("explain", help="show, per task, the backend chosen and why the others were skipped")
     explain.add_argument("workflow", metavar="FLOW")
-    config_option(explain)
+    _config_option(explain)
     explain.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
     explain.add_argument("-P", "--params-file", action="append", default=[], metavar="FILE")
     explain.add_argument("--json", action="store_true", help="one JSON document on stdout (keys in the README)")
 
+
+def _add_check(sub: Any) -> None:
     check = sub.add_parser("check", help="check the health of the installed backends")
     check.add_argument("backend", nargs="?", help="only this backend")
-    config_option(check)
+    _config_option(check)
 
+
+def _add_plugins(sub: Any) -> None:
     sub.add_parser("plugins", help="list installed plugins (and ./offload_plugins.py), their distributions, versions and hooks")
 
+
+def _add_secrets(sub: Any) -> None:
     secrets = sub.add_parser("secrets", help="set, list or delete the local secrets that ${secret:name} refers to")
     secrets_sub = secrets.add_subparsers(dest="action", metavar="ACTION", required=True)
     secret_set = secrets_sub.add_parser("set", help="set a secret; the value is read from standard input (or --from-file), never the command line")
@@ -71,13 +76,44 @@ def _parser() -> argparse.ArgumentParser:
     secret_delete = secrets_sub.add_parser("delete", help="delete a secret")
     secret_delete.add_argument("name")
 
-    for name, text in HISTORY_COMMANDS.items():
-        importlib.import_module(f"offload.workflow.cli_{name}").add_arguments(sub.add_parser(name, help=text))
 
+def _add_history(name: str) -> Callable[[Any], None]:
+    def add(sub: Any) -> None:
+        importlib.import_module(f"offload.workflow.cli_{name}").add_arguments(sub.add_parser(name, help=HISTORY_COMMANDS[name]))
+
+    return add
+
+
+def _add_gc(sub: Any) -> None:
     gc = sub.add_parser("gc", help="remove what offload left behind (containers, ...) that no journal tracks")
     gc.add_argument("project", nargs="?", default=".", help="the project whose journal tracks tasks (default: .)")
     gc.add_argument("--dry-run", action="store_true", help="only list what would be removed")
-    config_option(gc)
+    _config_option(gc)
+
+
+#: Each command's subparser, in the order ``offload --help`` lists them.
+SUBPARSERS: dict[str, Callable[[Any], None]] = {
+    "run": _add_run,
+    "explain": _add_explain,
+    "check": _add_check,
+    "plugins": _add_plugins,
+    "secrets": _add_secrets,
+    **{name: _add_history(name) for name in HISTORY_COMMANDS},
+    "gc": _add_gc,
+}
+
+
+def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command line's parser. When ``argv`` starts with a command, only that
+    command's subparser is built (building all of them costs a run ~10 ms of start-up);
+    otherwise (``--help``, ``--version``, a misspelt command) all of them."""
+    parser = argparse.ArgumentParser(prog="offload", description="Run workflow tasks locally, in Docker or on AWS ECS, chosen by configuration.")
+    parser.add_argument("--version", action="version", version=f"offload {VERSION}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    first = argv[0] if argv else None
+    for name, add in SUBPARSERS.items():
+        if first not in SUBPARSERS or name == first:
+            add(sub)
     return parser
 
 
@@ -319,7 +355,8 @@ def _command(name: str) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -57,6 +57,14 @@ class Node:
     upstreams: list[tuple[int, ...]] = attrs.field(factory=list)
     #: ``time.monotonic()`` before which a retried task waits (``_retry.interval``)
     not_before: float = 0.0
+    #: how many children, from the first, are finished (the walk starts after them)
+    done: int = 0
+    #: for each child that started, the stores it saw of its siblings (:func:`stores_before`)
+    seen_stores: dict[int, dict[str, Any]] = attrs.field(factory=dict)
+    #: the children that are ``_background`` (they wait for no sibling)
+    background: tuple[int, ...] = ()
+    #: each child's place among the children, by task name
+    child_index: dict[str, int] = attrs.field(factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -73,6 +81,7 @@ class Node:
         self.sub_node = self.check_node = self.error_node = None
         self.failure, self.exports, self.stored, self.io_path = None, {}, {}, None
         self.reuse_journal = self.replayed = False
+        self.done, self.seen_stores = 0, {}
         for child in self.children:
             child.reset()
             child.tries = 0
@@ -94,6 +103,8 @@ class Node:
 def build_tree(task: Task, reuse_journal: bool = True) -> Node:
     node = Node(task, [build_tree(child, reuse_journal) for child in task.children], reuse_journal=reuse_journal)
     node.upstreams = upstreams(task)
+    node.background = tuple(i for i, child in enumerate(task.children) if child.background)
+    node.child_index = {child.name: i for i, child in enumerate(task.children)}
     return node
 
 
@@ -152,18 +163,34 @@ def stores_before(parent: Node, child: Node) -> dict[str, Any]:
     the siblings it waits for (:func:`upstreams`), in the order they are written; the
     task's own store for its subtasks and ``_check``; everything that ran under it for
     its ``_error`` tasks."""
-    out: dict[str, Any] = {}
-    for index, sibling in enumerate(parent.children):
-        if sibling is child:
-            for before in upstream_closure(parent, index):
-                out = deep_merge(out, store_of(parent.children[before]))
-            return out
+    index = parent.child_index.get(child.task.name)
+    if index is not None and parent.children[index] is child:
+        return _sibling_stores(parent, index)
     out = dict(parent.stored)
     for part in parent.parts():
         if part is child:
             break
         if part is not parent.error_node:
             out = deep_merge(out, store_of(part))
+    return out
+
+
+def _sibling_stores(parent: Node, index: int) -> dict[str, Any]:
+    """The stores child ``index`` of ``parent`` sees: those of every sibling it waits
+    for, merged in written order. Kept per child, because a child that waits only for
+    the one before it sees what that one saw plus that one's store: a sequence of N
+    tasks costs N merges, not N²/2. The siblings a child waits for have all finished
+    when it starts, so what is kept stays true until the group is retried (``reset``)."""
+    if index in parent.seen_stores:
+        return parent.seen_stores[index]
+    before = index - 1
+    if parent.upstreams[index] == (before,) and before in parent.seen_stores:
+        out = deep_merge(parent.seen_stores[before], store_of(parent.children[before]))
+    else:
+        out = {}
+        for i in upstream_closure(parent, index):
+            out = deep_merge(out, store_of(parent.children[i]))
+    parent.seen_stores[index] = out
     return out
 
 

@@ -101,12 +101,23 @@ class TaskTree:
         """Start every child whose upstream tasks succeeded (:func:`~offload.workflow.nodes.upstreams`);
         the group's outcome once nothing under it runs or can start."""
         children = node.children
-        for index, child in enumerate(children):
-            if child.finished:
+        while node.done < len(children) and children[node.done].finished:
+            node.done += 1
+        sequence = not node.task.parallel.enabled
+        active = False
+        blocked = len(children)  # in a sequence, the first child every later one waits for
+        for index in range(node.done, len(children)):
+            child = children[index]
+            if index > blocked and not child.task.background:
                 continue
-            if child.active or all(children[i].state is TaskState.SUCCEEDED for i in node.upstreams[index]):
+            if not child.finished and (child.active or all(children[i].state is TaskState.SUCCEEDED for i in node.upstreams[index])):
                 self.advance(child)
-        if any(c.active for c in children):
+            active = active or child.active
+            if sequence and not child.finished and not child.task.background and blocked == len(children):
+                blocked = index
+                if not node.background or node.background[-1] < index:
+                    break  # no _background child after it: nothing more can start
+        if active:
             return None
         # nothing runs: a child still pending waits for one that failed
         return TaskState.SUCCEEDED if all(c.state is TaskState.SUCCEEDED for c in children) else TaskState.FAILED

@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 import yaml
+import yaml.cyaml
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode
 
@@ -29,10 +30,10 @@ class Include:
     """The key ``!include`` of a mapping (one object per key, so several may appear)."""
 
 
-class DigdagLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` with Digdag's implicit types and duplicate keys refused."""
+class _DigdagRules(yaml.constructor.SafeConstructor):
+    """What a loader of Digdag's YAML adds to PyYAML's safe one: duplicate keys refused,
+    ``!include`` replaced by the file's mapping."""
 
-    yaml_implicit_resolvers: dict[Any, Any] = {}
     #: the directory ``!include`` paths start from, the one they must stay in, and the depth
     base_dir: str | None = None
     root_dir: str | None = None
@@ -87,7 +88,8 @@ class DigdagLoader(yaml.SafeLoader):
             if first is not None:
                 raise ConstructorError(None, None, f"duplicate key {key!r} (first at line {first}, again at line {line})", key_node.start_mark)
             seen[key] = line
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 _RESOLVERS = [
@@ -101,17 +103,55 @@ _RESOLVERS = [
     ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
     ("tag:yaml.org,2002:merge", r"^(?:<<)$", ["<"]),
 ]
-for _tag, _pattern, _first in _RESOLVERS:
-    DigdagLoader.add_implicit_resolver(_tag, re.compile(_pattern, re.X), list(_first))
 
 
-DigdagLoader.add_constructor("!include", lambda loader, node: Include())
+class DigdagLoader(_DigdagRules, yaml.SafeLoader):
+    """``yaml.SafeLoader`` with Digdag's implicit types and duplicate keys refused."""
+
+    yaml_implicit_resolvers: dict[Any, Any] = {}
+
+
+def _fast_loader() -> Any:
+    """:class:`DigdagLoader` on libyaml's parser (about ten times faster), when PyYAML has it."""
+    parser: Any = getattr(yaml.cyaml, "CParser", None) if getattr(yaml, "__with_libyaml__", False) else None
+    if parser is None:
+        return None
+
+    class FastDigdagLoader(_DigdagRules, parser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):  # type: ignore[misc]
+        yaml_implicit_resolvers: dict[Any, Any] = {}
+
+        def __init__(self, stream: str) -> None:  # as yaml.CSafeLoader's
+            parser.__init__(self, stream)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+    return FastDigdagLoader
+
+
+FastDigdagLoader: Any = _fast_loader()
+for _loader in filter(None, (DigdagLoader, FastDigdagLoader)):
+    for _tag, _pattern, _first in _RESOLVERS:
+        _loader.add_implicit_resolver(_tag, re.compile(_pattern, re.X), list(_first))
+    _loader.add_constructor("!include", lambda loader, node: Include())
 
 
 def load(text: str, base_dir: str | None = None, root_dir: str | None = None, depth: int = 0) -> Any:
     """The document in ``text``, read as Digdag reads it; ``!include`` paths start at
-    ``base_dir`` and stay inside ``root_dir`` (``base_dir`` when not given)."""
-    loader = DigdagLoader(text)  # a SafeLoader subclass: no arbitrary objects
+    ``base_dir`` and stay inside ``root_dir`` (``base_dir`` when not given).
+
+    Read with libyaml when PyYAML has it; a document libyaml finds malformed is read
+    again by the pure-Python parser, whose messages say more (the character, not only
+    the place)."""
+    if FastDigdagLoader is not None:
+        try:
+            return _load(FastDigdagLoader, text, base_dir, root_dir, depth)
+        except (yaml.scanner.ScannerError, yaml.parser.ParserError, yaml.composer.ComposerError, yaml.reader.ReaderError):
+            pass
+    return _load(DigdagLoader, text, base_dir, root_dir, depth)
+
+
+def _load(cls: Any, text: str, base_dir: str | None, root_dir: str | None, depth: int) -> Any:
+    loader = cls(text)  # safe constructors only: no arbitrary objects
     loader.base_dir = os.path.abspath(base_dir) if base_dir is not None else None
     loader.root_dir = os.path.abspath(root_dir or base_dir) if base_dir is not None else None
     loader.depth = depth
