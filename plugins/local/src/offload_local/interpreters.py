@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
 
 #: Programs whose shim is resolved, with the arguments that make them print their own path.
@@ -63,6 +62,8 @@ def _ask(program: str, probe: tuple[str, ...], path: str, env: Mapping[str, str]
     shim = shutil.which(program, path=path)
     if shim is None or os.path.basename(os.path.dirname(shim)) != SHIM_DIR:
         return None
+    import subprocess  # only for a shim: a run without one does not pay for the import
+
     try:
         done = subprocess.run([shim, *probe], env=dict(env), cwd=cwd, capture_output=True, timeout=PROBE_TIMEOUT, check=False)
     except (OSError, subprocess.SubprocessError):
