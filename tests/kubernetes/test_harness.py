@@ -14,8 +14,9 @@ from typing import Any
 import kubernetes.client
 import kubernetes.config
 import pytest
-from k8s_harness import EVICT_AFTER, OOM_AFTER, RUNTIME
+from k8s_harness import EVICT_AFTER, OOM_AFTER, RUNTIME, SIMULATED_EVERY, SIMULATED_LINES
 from k8s_harness.cluster import Cluster, KubeApis
+from k8s_harness.logstore import parse_time
 from k8s_harness.testing import job_manifest, pod_manifest, wait_for
 from kubernetes.client.exceptions import ApiException
 
@@ -100,6 +101,18 @@ def test_exit_code_fails_the_pod_and_the_job(kube_admin: KubeApis, kube_namespac
     terminated = _state(pod).terminated
     assert (terminated.exit_code, terminated.reason) == (3, "Error")
     assert _log(kube_admin, kube_namespace, pod.metadata.name) == "bad\nworse\n"
+
+
+def test_a_simulated_pod_runs_no_process_writes_its_timed_lines_and_succeeds(kube_admin: KubeApis, kube_namespace: str) -> None:
+    simulated = {RUNTIME: "simulated", SIMULATED_LINES: "3", SIMULATED_EVERY: "0.1"}
+    kube_admin.core.create_namespaced_pod(kube_namespace, pod_manifest("sim", "exit 7", annotations=simulated))  # the command is ignored
+    pod = wait_for(lambda: _phase(kube_admin, kube_namespace, "sim", "Succeeded", "Failed"), "the simulated pod to end")
+    assert pod.status.phase == "Succeeded" and pod.status.container_statuses[0].container_id.startswith("simulated://")
+    stamped = _log(kube_admin, kube_namespace, "sim", timestamps=True).strip().split("\n")
+    lines = [STAMP.match(line).group(1).split() for line in stamped]  # type: ignore[union-attr]
+    assert [index for index, _ in lines] == ["tick-0", "tick-1", "tick-2"]
+    # each line carries the time it was written, which is its log entry's time
+    assert [int(at) for _, at in lines] == [parse_time(line.split()[0]) for line in stamped]
 
 
 def test_graceful_deletion_sends_sigterm_and_the_pod_vanishes(kube_admin: KubeApis, kube_namespace: str) -> None:

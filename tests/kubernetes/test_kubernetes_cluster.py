@@ -19,6 +19,7 @@ from k8s_offload import TASK, cluster_section, k8s_executor  # noqa: F401 - a fi
 
 import offload
 from offload.testing import make_request, wait_for
+from offload_kubernetes import schedule
 
 Make = Callable[..., offload.Executor]
 
@@ -189,6 +190,44 @@ def test_a_poll_costs_one_list_and_the_log_reads_whatever_the_number_of_tasks(
         executor.cancel(handle, grace=0)
     for handle in handles:
         wait_for(executor, handle)
+
+
+def test_with_more_running_pods_than_a_polls_cap_every_tasks_lines_arrive_once_and_in_order(
+    k8s_executor: Make, project: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    monkeypatch.setattr(schedule, "LOG_READS_PER_POLL", 2)
+    executor = k8s_executor()
+    kube = executor.backends.get("kubernetes").kube  # type: ignore[attr-defined]
+    reads = [0]
+    real = kube.request
+
+    def counting(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        if path.endswith("/log"):
+            reads[0] += 1
+        return real(method, path, *args, **kwargs)
+
+    monkeypatch.setattr(kube, "request", counting)
+    process = {**TASK, "kubernetes": {"annotations": {"fake-kubelet.offload.test/runtime": "process"}}}
+    script = 'i=0; while [ $i -lt 15 ]; do echo "line $i"; i=$((i+1)); sleep 0.2; done'
+    running = [executor.submit(make_request(project, script, process), backend="kubernetes") for _ in range(6)]
+    lines: dict[str, list[str]] = {h.task_id: [] for h in running}
+    results: dict[str, offload.Result] = {}
+    deadline = time.monotonic() + 180
+    while running and time.monotonic() < deadline:
+        before = reads[0]
+        statuses = executor.poll(running)
+        assert reads[0] - before <= 2  # the cap, whatever the number of pods
+        still = []
+        for handle, status in zip(running, statuses, strict=True):
+            lines[handle.task_id].extend(status.logs)
+            if status.state.finished:
+                results[handle.task_id] = executor.collect(status.handle or handle)
+            else:
+                still.append(status.handle or handle)
+        running = still
+        time.sleep(0.1)
+    assert len(results) == 6 and all(r.ok for r in results.values()), results
+    assert all(got == [f"line {i}" for i in range(15)] for got in lines.values()), lines
 
 
 def test_gc_removes_jobs_and_configmaps_that_no_journal_tracks(

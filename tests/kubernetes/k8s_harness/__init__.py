@@ -3,7 +3,7 @@ kube-controller-manager, kube-scheduler v1.20.2 on 127.0.0.1; :mod:`k8s_harness.
 and a FAKE KUBELET that plays the one node, ``fake-node`` (:mod:`k8s_harness.kubelet`).
 
 The fake kubelet is a separate process. It registers the Node (InternalIP 127.0.0.1, 64 CPUs,
-256Gi, 500 pods) and keeps it Ready, watches the pods bound to it and runs their containers:
+256Gi, 2000 pods) and keeps it Ready, watches the pods bound to it and runs their containers:
 init containers one by one, then every container at once, with Kubernetes' ``command``/``args``
 semantics, ``workingDir``, ``env`` (values with ``$(VAR)`` expansion, ``valueFrom``
 ``secretKeyRef``/``configMapKeyRef``/``fieldRef``), ``envFrom``, ``securityContext.runAsUser``
@@ -25,11 +25,16 @@ Runtimes: ``docker`` (default; host network; every image is played by the offlin
 cwd a scratch directory unless ``workingDir``; environment PATH, HOME, HOSTNAME, the pod's
 variables and ``FAKE_KUBELET_INSTANCE``; volumes are bind-mounted with ``unshare -m`` as root,
 missing mount points being created on the host). Pod and host IP are always 127.0.0.1.
+TEST-ONLY ``simulated`` (:mod:`k8s_harness.simulated`): no process, no image, the command
+ignored; the container writes ``tick-<i> <time ns>`` every ``simulated-every`` seconds,
+``simulated-lines`` lines, then exits 0: a thousand running, logging pods on two cores.
 
 Pod annotations the fake kubelet obeys (all values strings):
 
-``fake-kubelet.offload.test/runtime: process|docker``
+``fake-kubelet.offload.test/runtime: process|docker|simulated``
     Which runtime runs this pod's containers (default: the kubelet's ``--runtime``).
+``fake-kubelet.offload.test/simulated-lines: "<n>"``, ``.../simulated-every: "<seconds>"``
+    The simulated runtime's line count (default 60) and interval (default 1).
 ``fake-kubelet.offload.test/oom-after: "<seconds>"``
     Kill each container that many seconds after it started: terminated, reason ``OOMKilled``,
     exit code 137 (then the restart policy applies).
@@ -61,6 +66,7 @@ _EXPORTS = {
     "ControlPlane": "controlplane", "MissingBinary": "controlplane", "SETUP_HINT": "controlplane",
     "FakeKubelet": "kubelet", "IMAGE": "kubelet", "NODE_NAME": "kubelet",
     "RUNTIME": "pods", "OOM_AFTER": "pods", "EVICT_AFTER": "pods", "LOG_DELAY": "pods",
+    "SIMULATED_LINES": "simulated", "SIMULATED_EVERY": "simulated",
 }
 __all__ = sorted(_EXPORTS)
 

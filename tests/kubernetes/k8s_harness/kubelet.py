@@ -30,6 +30,7 @@ from k8s_harness.podstatus import TERMINAL
 from k8s_harness.procs import Proc, tail
 from k8s_harness.rest import Rest
 from k8s_harness.runtime import LABEL, DockerRuntime, ProcessRuntime, kill_leftovers
+from k8s_harness.simulated import SimulatedRuntime
 
 NODE_NAME = "fake-node"
 IMAGE = os.environ.get("OFFLOAD_TEST_IMAGE", "offload-test-base:bookworm")
@@ -48,7 +49,7 @@ class Kubelet:
         self.stopped = threading.Event()
         self.lock = threading.Lock()
         self.workers: dict[str, PodWorker] = {}
-        runtimes: dict[str, Runtime] = {"process": ProcessRuntime(workdir / "scratch", instance)}
+        runtimes: dict[str, Runtime] = {"process": ProcessRuntime(workdir / "scratch", instance), "simulated": SimulatedRuntime()}
         try:
             docker = DockerRuntime(image, instance)
             docker.remove_containers(stale_only=True)

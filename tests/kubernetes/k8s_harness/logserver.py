@@ -64,6 +64,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def setup(self) -> None:
+        # No Nagle delay (Go's default, so the real kubelet's): a reply written in pieces
+        # (headers, chunks, the last chunk) would otherwise wait ~40 ms for a delayed ACK.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # The TLS handshake happens here, in the request's thread, not in the accept loop.
         self.request.do_handshake()
         super().setup()

@@ -18,7 +18,7 @@ from k8s_harness.logstore import rfc3339
 from k8s_harness.rest import Rest
 
 HEARTBEAT = 10.0
-RESOURCES = {"cpu": "64", "memory": "256Gi", "pods": "500", "ephemeral-storage": "1Ti"}
+RESOURCES = {"cpu": "64", "memory": "256Gi", "pods": "2000", "ephemeral-storage": "1Ti"}
 
 log = logging.getLogger("fake-kubelet")
 

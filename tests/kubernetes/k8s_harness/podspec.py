@@ -223,4 +223,5 @@ def container_spec(pod: dict[str, Any], container: dict[str, Any], attempt: int,
     return ContainerSpec(
         namespace=meta["namespace"], pod=meta["name"], pod_uid=meta["uid"], name=container["name"], attempt=attempt,
         command=command, args=args, env=env, working_dir=container.get("workingDir"), mounts=volumes.mounts(container), user=user,
+        annotations=dict(meta.get("annotations") or {}),
     )

@@ -50,6 +50,8 @@ class ContainerSpec:
     working_dir: str | None = None
     mounts: list[Mount] = field(default_factory=list)
     user: str | None = None
+    #: The pod's annotations (the simulated runtime reads its settings there).
+    annotations: dict[str, str] = field(default_factory=dict)
 
 
 class StartError(Exception):

@@ -4,7 +4,8 @@ Calls go through the official client's ``ApiClient`` by path (``/apis/batch/v1/.
 with raw JSON in and out: the client brings kubeconfig parsing, in-cluster config and
 exec credential plugins (EKS, GKE token commands, refreshed when they expire), and the
 paths keep this backend independent of the client's generated models. Every call has a
-timeout and is counted (``calls``), so benchmarks can report calls per poll.
+timeout and is counted (``calls``), so benchmarks can report calls per poll. Calls may be
+made from several threads at once (a poll's log reads).
 
 The ``kubernetes`` package is imported on first use, not when the plugin is loaded.
 """
@@ -57,6 +58,8 @@ class Kube:
         self._namespace: str | None = config.settings.namespace
         self._ca_file: str | None = None
         self._lock = threading.Lock()
+        #: Polls read logs from several threads at once (:mod:`.schedule`): the counts stay exact.
+        self._count_lock = threading.Lock()
 
     # -- connection -----------------------------------------------------------------
 
@@ -150,7 +153,8 @@ class Kube:
         import urllib3.exceptions
         from kubernetes.client.exceptions import ApiException
 
-        self.calls += 1
+        with self._count_lock:
+            self.calls += 1
         limit = timeout or self.config.settings.request_timeout
         headers = {"Accept": "*/*" if raw else "application/json"}
         if body is not None:
@@ -162,7 +166,8 @@ class Kube:
             status, data = int(e.status or 0), (e.body or "").encode() if isinstance(e.body, str) else bytes(e.body or b"")
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise KubeError(f"kubernetes: cannot reach the API server at {self.where}: {type(e).__name__}: {e}") from None
-        self.bytes_read += len(data)
+        with self._count_lock:
+            self.bytes_read += len(data)
         if not 200 <= status <= 299:
             message, reason = _message(data)
             raise KubeError(f"kubernetes: {method} {path}: {status} {message or reason}", status, reason)

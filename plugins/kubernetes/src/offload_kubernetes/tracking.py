@@ -2,7 +2,8 @@
 
 A poll never GETs a pod or a Job by name: the project's label selects them all at once
 (``offload.project``), so the calls per poll do not grow with the number of tasks; the
-only other calls are log reads of pods that run or have just ended.
+only other calls are log reads of pods that run or have just ended, chosen, capped and
+made a few at a time by :mod:`.schedule`.
 
 The handle remembers the pod it saw first: a pod replaced behind offload's back (deleted
 from outside, so the Job made another) fails the task rather than run it twice.
@@ -12,16 +13,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from offload import Handle, Status, TaskState
-from offload_kubernetes import jobspec, logs, podstate
+from offload_kubernetes import jobspec, logs, podstate, schedule
 from offload_kubernetes.client import Kube, KubeError
 from offload_kubernetes.config import KubernetesConfig
 
-#: A quiet pod's log is read again after QUIET_FIRST seconds, doubling up to QUIET_MAX while
-#: it stays quiet (a running pod that prints nothing costs no call at every poll).
-QUIET_FIRST, QUIET_MAX = 0.25, 2.0
+#: A log read that failed with one of these is tried again later (the API server or the
+#: kubelet is busy or restarting: 0 is "not reached"); no line is lost, the cursor stays.
+TRANSIENT = {0, 429, 500, 502, 503, 504}
+#: A task's key in a poll: its namespace and its Job's uid.
+Key = tuple[str, str]
 
 
 def list_objects(kube: Kube, path: str, project: str) -> list[dict[str, Any]]:
@@ -53,6 +57,10 @@ class Poll:
         self.pods: dict[tuple[str, str], list[dict[str, Any]]] = {}
         #: The namespaces whose Jobs were listed in this poll.
         self.listed: set[str] = set()
+        #: The log reads of this poll: the lines and the cursor after them (``None``: not read now).
+        self.reads: dict[Key, tuple[list[str], logs.LogCursor] | None] = {}
+        #: How many of the handles' pods run (their logs are followed): the reads' spacing.
+        self.running = 0
 
     def load(self, handles: Sequence[Handle]) -> None:
         """The pods of the handles' projects; their Jobs too when a pod does not tell all.
@@ -73,6 +81,50 @@ class Poll:
                 for job in list_objects(self.kube, f"/apis/batch/v1/namespaces/{namespace}/jobs", project):
                     self.jobs[(namespace, job["metadata"]["uid"])] = job
 
+    def _pod(self, state: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The task's pod: the one the handle saw first, else the oldest."""
+        pods = self.pods.get((str(state["namespace"]), str(state["job_uid"])), [])
+        known = state.get("pod_uid")
+        return next((p for p in pods if p["metadata"]["uid"] == known), None) if known else (pods[0] if pods else None)
+
+    def read_logs(self, handles: Sequence[Handle]) -> None:
+        """Read the logs :func:`.schedule.pick` chooses, ``CONCURRENT_READS`` at a time."""
+        now = time.time()
+        wants: list[schedule.Want[tuple[Key, str, logs.LogCursor, str, bool]]] = []
+        for h in handles:
+            pod = self._pod(h.state)
+            if pod is None or not (podstate.started(pod) or podstate.terminated(pod)):
+                continue
+            ended = podstate.terminated(pod)
+            if not ended:
+                self.running += 1
+            cursor = logs.LogCursor.from_state(h.state)
+            if not cursor.ended:
+                key = (str(h.state["namespace"]), str(h.state["job_uid"]))
+                job = (key, pod["metadata"]["name"], cursor, str(h.state["marker"]), ended)
+                # A pod being deleted is read first too: its task ends in this poll.
+                first = ended or bool(pod["metadata"].get("deletionTimestamp"))
+                wants.append(schedule.Want(job, first, float(h.state.get("log_due") or 0)))
+        chosen = schedule.pick(wants, now)
+        if len(chosen) > 1:
+            with ThreadPoolExecutor(min(len(chosen), schedule.CONCURRENT_READS), thread_name_prefix="offload-k8s-log") as pool:
+                results = list(pool.map(lambda job: self._read(*job), chosen))
+        else:
+            results = [self._read(*job) for job in chosen]
+        self.reads.update(zip((job[0] for job in chosen), results, strict=True))
+
+    def _read(self, key: Key, pod: str, cursor: logs.LogCursor, marker: str, ended: bool) -> tuple[list[str], logs.LogCursor] | None:
+        """The new lines and the cursor after them; the cursor as it was when the container is not
+        there (yet or any more: 400, 404); ``None`` when the server could not answer now."""
+        try:
+            return logs.read(self.kube, key[0], pod, cursor, marker, ended)
+        except KubeError as e:
+            if e.status in (400, 404):
+                return [], cursor
+            if e.status in TRANSIENT:
+                return None
+            raise
+
     def status(self, handle: Handle) -> Status:
         state = handle.state
         if state.get("final"):
@@ -88,7 +140,7 @@ class Poll:
             why = f"the Job {state['job']} was deleted outside offload before the task finished (or its ttlSecondsAfterFinished passed)"
             return self._final(handle, [], {}, TaskState.FAILED, None, why)
         known = state.get("pod_uid")
-        pod = next((p for p in pods if p["metadata"]["uid"] == known), None) if known else (pods[0] if pods else None)
+        pod = self._pod(state)
         if known and pod is None:
             self._stop(handle)
             why = f"the pod {state.get('pod')} was deleted outside offload"
@@ -106,28 +158,27 @@ class Poll:
 
     def _started(self, handle: Handle, pod: dict[str, Any], updates: dict[str, Any], cancelled: bool) -> Status:
         state = handle.state
-        namespace, name = str(state["namespace"]), pod["metadata"]["name"]
+        name = pod["metadata"]["name"]
         cursor = logs.LogCursor.from_state(state)
         ended = podstate.terminated(pod)
         lines: list[str] = []
-        now = time.time()
-        if not cursor.ended and (ended or now >= float(state.get("log_due") or 0)):
-            try:
-                lines, after = logs.read(self.kube, namespace, name, cursor, str(state["marker"]), ended)
-            except KubeError as e:
-                if e.status not in (400, 404):  # 400: the container is not there yet / any more
-                    raise
-                after = cursor
+        key = (str(state["namespace"]), str(state["job_uid"]))
+        read = key in self.reads
+        if read:
+            lines, after = self.reads[key] or ([], cursor)
             if after != cursor:
                 updates.update(after.to_state())
             quiet = 0 if after != cursor else int(state.get("log_quiet") or 0) + 1
-            if quiet or state.get("log_quiet"):
-                updates.update(log_quiet=quiet, log_due=now + min(QUIET_MAX, QUIET_FIRST * 2 ** (quiet - 1)) if quiet else 0)
+            updates.update(log_quiet=quiet, log_due=schedule.next_due(time.time(), quiet, self.running))
+        # A pod that ended (or is being deleted) whose log is not read to its end yet stays running
+        # until its read (a later poll when this one's cap was reached, or the server could not
+        # answer): no line is lost.
+        unread = not cursor.ended and (not read or self.reads[key] is None)
         deleted_outside = bool(pod["metadata"].get("deletionTimestamp")) and not cancelled
-        if deleted_outside:
+        if deleted_outside and not unread:
             self._stop(handle)
             return self._final(handle, lines, updates, TaskState.FAILED, None, f"the pod {name} was deleted outside offload while the task ran")
-        if not ended:
+        if not ended or unread:
             return Status(TaskState.RUNNING, logs=lines, handle=handle.with_state(**updates) if updates else None)
         end = podstate.ending(pod, state.get("timeout"))
         if cancelled and end.state is not TaskState.SUCCEEDED:
@@ -174,5 +225,7 @@ class Poll:
 
 def poll(kube: Kube, config: KubernetesConfig, handles: Sequence[Handle], cancelled: set[str]) -> list[Status]:
     one = Poll(kube, config, cancelled)
-    one.load([h for h in handles if not h.state.get("final")])
+    active = [h for h in handles if not h.state.get("final")]
+    one.load(active)
+    one.read_logs(active)
     return [one.status(h) for h in handles]
