@@ -7,6 +7,7 @@ engine fails them: ``bash scripts/setup_docker.sh`` starts one.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -74,3 +75,24 @@ def project(tmp_path: Path) -> Path:
     path = tmp_path / "project"
     path.mkdir()
     return path
+
+
+
+@pytest.fixture
+def started(engine: docker.DockerClient) -> Callable[[offload.Handle], str]:
+    """``started(handle)``: the id of ``handle``'s container once the engine has started it.
+
+    ``submit`` returns before the container exists (a worker starts it); this waits for
+    it by its submission label, without polling the executor (which would take its log)."""
+
+    def wait(handle: offload.Handle, limit: float = 60) -> str:
+        label = f"offload.submission={handle.state['submission']}"
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            found = engine.api.containers(all=True, filters={"label": label})
+            if found and found[0]["State"] != "created":
+                return str(found[0]["Id"])
+            time.sleep(0.05)
+        pytest.fail(f"the container of task {handle.task_id} was not started within {limit} s")
+
+    return wait

@@ -18,6 +18,7 @@ from offload_docker.backend import DockerBackend
 from offload_docker.gc import find_orphans, remove_orphans
 
 Make = Callable[..., offload.Executor]
+Started = Callable[[offload.Handle], str]
 
 
 def test_check_reports_the_engine_version(docker_executor: Make, engine: docker.DockerClient, image: str) -> None:
@@ -43,21 +44,24 @@ def test_check_reports_an_engine_that_does_not_answer(docker_executor: Make, tmp
     )
 
 
-def test_gc_finds_and_removes_only_untracked_stopped_containers(docker_executor: Make, project: Path, image: str, engine: docker.DockerClient) -> None:
+def test_gc_finds_and_removes_only_untracked_stopped_containers(
+    docker_executor: Make, project: Path, image: str, engine: docker.DockerClient, started: Started
+) -> None:
     executor = docker_executor()
     config = {"docker": {"image": image}}
     tracked = executor.submit(make_request(project, "true", config), backend="docker")
     orphan = executor.submit(make_request(project, "true", config), backend="docker")
     running = executor.submit(make_request(project, "sleep 60", config), backend="docker")
-    for handle in (tracked, orphan):
-        engine.containers.get(handle.state["container"]).wait(timeout=60)
-    known = [tracked.state["container"]]
+    tracked_id, orphan_id, running_id = started(tracked), started(orphan), started(running)
+    for container_id in (tracked_id, orphan_id):
+        engine.containers.get(container_id).wait(timeout=60)
+    known = [tracked_id]
     found = find_orphans(known, project_dir=str(project))
-    assert [o.id for o in found] == [orphan.state["container"]]
+    assert [o.id for o in found] == [orphan_id]
     assert found[0].task_id == orphan.task_id
-    assert str(found[0]).startswith(f"{orphan.state['container'][:12]} offload-")
-    assert {o.id for o in find_orphans(known, project_dir=str(project), include_running=True)} == {orphan.state["container"], running.state["container"]}
-    assert remove_orphans(found) == [orphan.state["container"]]
+    assert str(found[0]).startswith(f"{orphan_id[:12]} offload-")
+    assert {o.id for o in find_orphans(known, project_dir=str(project), include_running=True)} == {orphan_id, running_id}
+    assert remove_orphans(found) == [orphan_id]
     assert find_orphans(known, project_dir=str(project)) == []
     executor.cancel(running, grace=0)
     for handle in (tracked, running):
@@ -102,37 +106,40 @@ def tcp_engine() -> Iterator[str]:
     listener.close()
 
 
-def test_gc_through_the_backend_keeps_tracked_containers(docker_executor: Make, project: Path, image: str, engine: docker.DockerClient) -> None:
+def test_gc_through_the_backend_keeps_tracked_containers(
+    docker_executor: Make, project: Path, image: str, engine: docker.DockerClient, started: Started
+) -> None:
     executor = docker_executor()
     backend = executor.backends.get("docker")
     assert isinstance(backend, DockerBackend)
     config = {"docker": {"image": image}}
     tracked, orphan = (executor.submit(make_request(project, "true", config), backend="docker") for _ in range(2))
     for handle in (tracked, orphan):
-        engine.containers.get(handle.state["container"]).wait(timeout=60)
+        engine.containers.get(started(handle)).wait(timeout=60)
     lines = backend.collect_garbage([tracked], dry_run=True, project_dir=str(project))
-    assert [line.split()[0] for line in lines] == [orphan.state["container"][:12]]
-    assert engine.containers.get(orphan.state["container"]), "a dry run removes nothing"
+    assert [line.split()[0] for line in lines] == [started(orphan)[:12]]
+    assert engine.containers.get(started(orphan)), "a dry run removes nothing"
     assert backend.collect_garbage([tracked], project_dir=str(project)) == lines
     assert backend.collect_garbage([tracked], project_dir=str(project)) == []
     result, _ = wait_for(executor, tracked)
     assert result.ok
 
 
-def test_adopt_finds_the_container_of_an_interrupted_submission(docker_executor: Make, project: Path, image: str) -> None:
+def test_adopt_finds_the_container_of_an_interrupted_submission(docker_executor: Make, project: Path, image: str, started: Started) -> None:
     executor = docker_executor()
     request = make_request(project, "echo adopted; exit 2", {"docker": {"image": image}})
     assert executor.adopt(request, "docker") is None
     submitted = executor.submit(request, backend="docker")
+    container_id = started(submitted)
     adopted = executor.adopt(request, "docker")
     assert adopted is not None
-    assert adopted.state["container"] == submitted.state["container"]
+    assert adopted.state["container"] == container_id
     result, logs = wait_for(executor, adopted)
     assert (result.exit_code, logs) == (2, ["adopted"])
 
 
 def test_a_remote_engine_gets_the_project_copied_in_and_the_io_dir_out(
-    docker_executor: Make, project: Path, image: str, tcp_engine: str, engine: docker.DockerClient
+    docker_executor: Make, project: Path, image: str, tcp_engine: str, engine: docker.DockerClient, started: Started
 ) -> None:
     if not os.path.exists("/var/run/docker.sock"):
         pytest.skip("the engine is not on the local socket")
@@ -149,7 +156,7 @@ def test_a_remote_engine_gets_the_project_copied_in_and_the_io_dir_out(
     request = make_request(project, script, config, workdir="sub")
     executor = docker_executor()
     handle = executor.submit(request, backend="docker")
-    container = engine.api.inspect_container(handle.state["container"])
+    container = engine.api.inspect_container(started(handle))
     assert container["HostConfig"]["Binds"] in (None, []), "nothing is bind-mounted on a remote engine"
     result, logs = wait_for(executor, handle)
     assert result.state is TaskState.SUCCEEDED, logs

@@ -99,6 +99,47 @@ def test_the_timeout_of_a_task_started_on_resume_is_enforced(tmp_path: Path, ima
     assert (tmp_path / "ran.txt").read_text() == "ran\n"
 
 
+# The driver dies in a start worker at the fourth start, while other workers create or
+# start containers and other tasks wait in the queue.
+DIE_AT_FOURTH_START = """
+import os, threading, docker.api.container
+real_start = docker.api.container.ContainerApiMixin.start
+count, lock = [0], threading.Lock()
+def start(self, *args, **kwargs):
+    with lock:
+        count[0] += 1
+        n = count[0]
+    if n == 4:
+        os._exit(9)
+    return real_start(self, *args, **kwargs)
+docker.api.container.ContainerApiMixin.start = start
+"""
+
+PARALLEL_FLOW = """
+_export:
+  docker:
+    image: {image}
++group:
+  _parallel: true
+{tasks}
+"""
+
+
+def test_a_driver_killed_during_concurrent_starts_resumes_and_runs_every_task_once(tmp_path: Path, image: str, engine: docker.DockerClient) -> None:
+    names = [f"t{i}" for i in range(12)]
+    tasks = "".join(f"  +{name}:\n    sh>: echo {name} >> ran.txt; sleep 2; echo finished-{name}\n" for name in names)
+    (tmp_path / "flow.dig").write_text(PARALLEL_FLOW.format(image=image, tasks=tasks))
+    code, out, err = finish(cli(tmp_path, "run", "flow.dig", prelude=DIE_AT_FOURTH_START))
+    assert code == 9, out + err
+    left = containers_of(engine, tmp_path)
+    assert 3 <= len(left) < len(names), "killed with some containers started and some tasks not"
+    code, out, err = finish(cli(tmp_path, "run", "flow.dig"))
+    assert code == 0, out + err
+    assert sorted((tmp_path / "ran.txt").read_text().split()) == sorted(names), "every task ran exactly once"
+    assert sorted(line.split()[-1] for line in out.splitlines() if "finished-" in line) == sorted(f"finished-{name}" for name in names)
+    assert containers_of(engine, tmp_path) == []
+
+
 BUILD_FLOW = """
 +built:
   docker:

@@ -23,6 +23,7 @@ from offload import TaskState, from_json, to_json
 from offload.testing import make_request, wait_for, wait_until_running
 
 Make = Callable[..., offload.Executor]
+Started = Callable[[offload.Handle], str]
 
 
 def labelled(engine: docker.DockerClient, task_id: str) -> list[Any]:
@@ -31,12 +32,12 @@ def labelled(engine: docker.DockerClient, task_id: str) -> list[Any]:
 
 
 def test_containers_carry_offload_labels_and_are_removed_only_when_collected(
-    docker_executor: Make, project: Path, image: str, engine: docker.DockerClient
+    docker_executor: Make, project: Path, image: str, engine: docker.DockerClient, started: Started
 ) -> None:
     executor = docker_executor()
     request = make_request(project, "echo done", {"docker": {"image": image}}, labels={"run_id": "run-7"})
     handle = executor.submit(request, backend="docker")
-    engine.containers.get(handle.state["container"]).wait(timeout=60)
+    engine.containers.get(started(handle)).wait(timeout=60)
     (container,) = labelled(engine, request.task_id)
     assert container.labels["offload.managed"] == "true"
     assert container.labels["offload.task-id"] == request.task_id
@@ -192,13 +193,15 @@ def test_an_engine_that_does_not_answer_is_one_clear_error(docker_executor: Make
         refused.close()
 
 
-def test_a_handle_resumes_after_the_container_finished(docker_executor: Make, project: Path, image: str, engine: docker.DockerClient) -> None:
+def test_a_handle_resumes_after_the_container_finished(
+    docker_executor: Make, project: Path, image: str, engine: docker.DockerClient, started: Started
+) -> None:
     first = docker_executor()
     request = make_request(project, "for i in 1 2 3; do echo line $i; done; echo oops >&2; exit 4", {"docker": {"image": image}})
     saved = to_json(first.submit(request, backend="docker"))
     first.close()
     handle = from_json(saved, offload.Handle)
-    engine.containers.get(handle.state["container"]).wait(timeout=60)
+    engine.containers.get(started(handle)).wait(timeout=60)
     result, logs = wait_for(docker_executor(), handle)
     assert (result.state, result.exit_code) == (TaskState.FAILED, 4)
     assert result.error == f"task {request.task_id}: command exited with code 4"

@@ -47,12 +47,14 @@ def test_cancel_with_no_grace_kills_at_once(docker_executor: Make, project: Path
     assert "got TERM" not in logs
 
 
-def test_a_task_that_finished_before_the_cancel_keeps_its_real_result(docker_executor: Make, project: Path, image: str, engine: docker.DockerClient) -> None:
+def test_a_task_that_finished_before_the_cancel_keeps_its_real_result(
+    docker_executor: Make, project: Path, image: str, engine: docker.DockerClient, started: Callable[[offload.Handle], str]
+) -> None:
     executor = docker_executor()
     done = executor.submit(make_request(project, "echo all done", {"docker": {"image": image}}), backend="docker")
     failed = executor.submit(make_request(project, "exit 3", {"docker": {"image": image}}), backend="docker")
     for handle in (done, failed):
-        engine.containers.get(handle.state["container"]).wait(timeout=60)
+        engine.containers.get(started(handle)).wait(timeout=60)
     for handle in (done, failed):  # Ctrl-C as they finish: the driver has not polled since
         executor.cancel(handle, grace=10)
     result, logs = wait_for(executor, done)

@@ -1,14 +1,17 @@
 """The ``docker`` backend: a task's command in a container on a Docker Engine.
 
 A handle's state: ``engine`` (address), ``submission`` (a random id, also a label),
-``timeout``, ``phase`` (``preparing`` while the image is pulled or built, ``started``
-once the container exists, ``failed`` when preparing failed), ``container``, what the
-first look at the container found (``started_at``, ``stop_signal``) and the log cursor.
-Nothing else is needed to poll, collect or cancel from another process.
+``timeout``, ``phase`` (``preparing`` until the container has started: queued for a
+start worker, or its image pulled or built; ``started`` once it has; ``failed`` when
+it could not be started), ``container``, what the first look at the container found
+(``started_at``, ``stop_signal``) and the log cursor. Nothing else is needed to poll,
+collect or cancel from another process.
 
-Two sets of SDK clients: ``engines`` for the calls that may take long (pulls, builds,
-creating and starting containers, archives) and ``quick``, with
-``command_executor.docker.api_timeout``, for everything the poll loop and cancel do.
+``submit`` returns at once: the container is started by a pool of workers
+(:mod:`offload_docker.starting`). Two sets of SDK clients: ``engines`` (and the
+workers' own) for the calls that may take long (pulls, builds, creating and starting
+containers, archives) and ``quick``, with ``command_executor.docker.api_timeout``, for
+everything the poll loop and cancel do.
 
 Every ``offload`` command loads this module (to parse the config and select backends):
 the Docker SDK, and the modules that pull, build and clean up, are imported by the
@@ -19,26 +22,22 @@ from __future__ import annotations
 
 import glob
 import os
-import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-
-import attrs
 
 import offload
 from offload import BackendError, ConfigError, Handle, Health, Problem, Result, Status, TaskRequest, TaskState
 from offload_docker import markers, outcome, resume, stopping
 from offload_docker.config import DockerSystemConfig, DockerTaskConfig, TaskSettings, parse_settings
-from offload_docker.container import PROJECT, SUBMISSION, TASK_ID, copy_io_out, launch
+from offload_docker.container import PROJECT, SUBMISSION, TASK_ID, copy_io_out
 from offload_docker.engine import Engines, is_remote
+from offload_docker.starting import FAILED, PREPARING, STARTED, Starts
 from offload_docker.stopping import RUNNING_STATES
 from offload_docker.watching import ContainerWatch
 
 if TYPE_CHECKING:
-    from offload_docker import jobs
-
-PREPARING, STARTED, FAILED = "preparing", "started", "failed"
+    from concurrent.futures import ThreadPoolExecutor
 
 
 class DockerBackend(offload.Backend):
@@ -55,8 +54,9 @@ class DockerBackend(offload.Backend):
         self.engines = Engines(self.config.host)
         self.watch = ContainerWatch(self.config, self.engines)
         self.quick = self.watch.quick
-        self._removals: list[threading.Thread] = []
-        self._removals_lock = threading.Lock()
+        self.starts = Starts(self.config, self.context.hook, self.watch.activity.set, self._find, self._reparse)
+        self._removals: ThreadPoolExecutor | None = None  # made on the first removal
+        self._closed = False
 
     # -- choosing --------------------------------------------------------------------
 
@@ -86,56 +86,15 @@ class DockerBackend(offload.Backend):
     # -- submitting ------------------------------------------------------------------
 
     def submit(self, request: TaskRequest) -> Handle:
-        from offload_docker.images import ready_image
-
+        """Queue the start and return: a worker creates and starts the container."""
         settings = self._settings(request)
         address = self.engines.address(settings.engine)
+        self.quick.client(address, request.task_id)  # an engine that does not answer fails the submit
+        self.watch.events(address, request.task_id)  # listening before the first container starts
         submission = uuid.uuid4().hex[:12]
-        handle = Handle(
-            backend=self.name,
-            task_id=request.task_id,
-            io_path=request.io_path,
-            state={"engine": address, "submission": submission, "timeout": request.timeout, "phase": PREPARING},
-        )
-        quick = self.quick.client(address, request.task_id)
-        with self.quick.errors(address, request.task_id, "looking up the image"):
-            image = ready_image(quick.api, settings, self.context.hook)
-        if image is not None:  # the common case: start now, nothing to wait for
-            client = self.engines.client(address, request.task_id)
-            with self.engines.errors(address, request.task_id, "starting the container"):
-                container_id = launch(client.api, request, settings, self.config, image, submission, is_remote(address))
-            return handle.with_state(phase=STARTED, container=container_id)
-        resume.keep_request(request, submission)
-        self._start_preparing(request, settings, address, submission)
-        return handle
-
-    def _start_preparing(self, request: TaskRequest, settings: TaskSettings, address: str, submission: str) -> None:
-        from offload_docker import jobs
-
-        jobs.start(submission, lambda job: self._prepare_and_launch(job, request, settings, address), notify=self.watch.activity.set)
-
-    def _prepare_and_launch(self, job: jobs.Job, request: TaskRequest, settings: TaskSettings, address: str) -> None:
-        """The background part of ``submit``: pull or build, then start unless cancelled."""
-        from offload_docker.images import prepare
-
-        engines = Engines(self.config.host)  # its own client: the run may close ours meanwhile
-        try:
-            client = engines.client(address, request.task_id)
-            job.abort.watch(client)
-            try:
-                with engines.errors(address, request.task_id, "preparing the image"):
-                    image = prepare(client, address, settings, self.context.hook, job.log)
-            except BackendError as e:
-                text = str(e)
-                raise BackendError(text if text.startswith("task ") else f"task {request.task_id}: {text}") from None
-            with job.lock:
-                if job.cancelled:
-                    return
-                with engines.errors(address, request.task_id, "starting the container"):
-                    job.container_id = launch(client.api, request, settings, self.config, image, job.submission, is_remote(address))
-        finally:
-            resume.drop_request(request.io_path, job.submission)  # started, failed or cancelled: done with it
-            engines.close()
+        self.starts.begin(request, settings, address, submission)
+        state = {"engine": address, "submission": submission, "timeout": request.timeout, "phase": PREPARING}
+        return Handle(backend=self.name, task_id=request.task_id, io_path=request.io_path, state=state)
 
     # -- polling ---------------------------------------------------------------------
 
@@ -145,60 +104,15 @@ class DockerBackend(offload.Backend):
 
     def _poll_one(self, handle: Handle) -> Status:
         phase = handle.state.get("phase")
-        logs: list[str] = []
-        original = handle
-        if phase == PREPARING:
-            handle, logs, status = self._poll_preparing(handle)
-            if status is not None:
-                return status
-        elif phase == FAILED:
+        if phase == FAILED:
             found = outcome.preparation_failed(handle)
             return Status(found.state, reason=found.error)
-        return self.watch.poll(handle, logs, changed=handle is not original)
-
-    def _poll_preparing(self, handle: Handle) -> tuple[Handle, list[str], Status | None]:
-        from offload_docker import jobs
-
-        submission = str(handle.state["submission"])
-        job = jobs.get(submission)
-        if job is None:  # another process prepared it, or a driver that has since stopped
-            return self._resume_preparing(handle)
-        with job.lock:  # lines and outcome read together: no line logged just before the end is lost
-            logs, job.lines = job.lines, []
-            error, container_id, cancelled, done = job.error, job.container_id, job.cancelled, job.done
-        if error is not None or (cancelled and container_id is None):
-            failed = handle.with_state(phase=FAILED, error=error)
-            jobs.forget(submission)
-            found = outcome.preparation_failed(failed)
-            return failed, logs, Status(found.state, reason=found.error, logs=logs, handle=failed)
-        if container_id is not None:
-            jobs.forget(submission)
-            return handle.with_state(phase=STARTED, container=container_id), logs, None
-        assert not done, "a finished preparation has a container, an error or a cancel"
-        return handle, logs, Status(TaskState.PENDING, logs=logs)
-
-    def _resume_preparing(self, handle: Handle) -> tuple[Handle, list[str], Status | None]:
-        """A preparation that no thread of this process runs: its container, or prepare again."""
-        container_id = self._find(handle)
-        if container_id is not None:
-            return handle.with_state(phase=STARTED, container=container_id), [], None
-        if outcome.cancelled(handle):
-            failed = handle.with_state(phase=FAILED)
-            return failed, [], Status(TaskState.CANCELLED, reason="cancelled before it started", handle=failed)
-        submission = str(handle.state["submission"])
-        request = resume.kept_request(handle.io_path, submission)
-        if request is None:
-            reason = f"task {handle.task_id}: the driver stopped while the image was being prepared and no container was started; run the task again"
-            return handle, [], Status(TaskState.LOST, reason=reason)
-        try:
-            settings = self._reparse(request)
-        except ConfigError as e:
-            failed = handle.with_state(phase=FAILED, error=f"task {handle.task_id}: {e}")
-            return failed, [], Status(TaskState.FAILED, reason=f"task {handle.task_id}: {e}", handle=failed)
-        request = attrs.evolve(request, settings=settings)
-        self._start_preparing(request, settings, str(handle.state["engine"]), submission)
-        note = "[offload: the driver stopped while the image was being prepared; preparing it again]"
-        return handle, [note], Status(TaskState.PENDING, logs=[note])
+        if phase != PREPARING:
+            return self.watch.poll(handle, [], changed=False)
+        preparing = self.starts.poll(handle)
+        if preparing.status is not None:
+            return preparing.status
+        return self.watch.poll(preparing.handle, preparing.logs, changed=True, seen=preparing.seen)
 
     # -- collecting and cancelling ---------------------------------------------------
 
@@ -220,11 +134,12 @@ class DockerBackend(offload.Backend):
         container_id = handle.state.get("container") or self._find(handle)
         if container_id is None:
             return Result(TaskState.LOST, error=f"task {handle.task_id}: no container was started for it")
-        self.watch.unfollow(container_id)
+        self.watch.forget(handle, container_id)
         api = self.watch.api(handle)
         with self.watch.errors(handle)("collecting the result"):
+            info = self.watch.finished_info(container_id)
             try:
-                info = api.inspect_container(container_id)
+                info = info or api.inspect_container(container_id)
             except docker.errors.NotFound:
                 return Result(TaskState.LOST, error=f"task {handle.task_id}: container {container_id[:12]} no longer exists")
             if info["State"].get("Status") in RUNNING_STATES:
@@ -248,33 +163,21 @@ class DockerBackend(offload.Backend):
             except Exception:  # noqa: BLE001 - `offload gc` removes what is left
                 pass
 
-        thread = threading.Thread(target=remove, name=f"offload-docker-rm-{container_id[:12]}", daemon=True)
-        with self._removals_lock:
-            self._removals = [t for t in self._removals if t.is_alive()] + [thread]
-        thread.start()
+        if self._closed:  # collected after close: at once
+            remove()
+            return
+        if self._removals is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._removals = ThreadPoolExecutor(max_workers=2, thread_name_prefix="offload-docker-rm")
+        self._removals.submit(remove)
 
     def cancel(self, handle: Handle, grace: float = 10.0) -> None:
         """Send the stop signal and return; ``poll`` kills the container after ``grace``."""
-        from offload_docker import jobs
-
-        container_id = handle.state.get("container")
-        if container_id is None:
-            job = jobs.get(str(handle.state["submission"]))
-            if job is not None:
-                with job.lock:
-                    if job.container_id is None:
-                        markers.write(handle.io_path, outcome.marker(handle, markers.CANCELLED))
-                        job.cancelled = True
-                        job.abort.stop()
-                        return
-                    container_id = job.container_id
-            else:
-                container_id = self._find(handle)
-                if container_id is None:  # still preparing in a driver that stopped: never start it
-                    markers.write(handle.io_path, outcome.marker(handle, markers.CANCELLED))
-                    resume.drop_request(handle.io_path, str(handle.state["submission"]))
-                    return
-        stopping.cancel(self.watch.api(handle), self.watch.errors(handle), handle, str(container_id), grace)
+        container_id = handle.state.get("container") or self.starts.cancel(handle, grace)
+        if container_id is not None:
+            self.watch.cancelled(str(container_id))
+            stopping.cancel(self.watch.api(handle), self.watch.errors(handle), handle, str(container_id), grace)
 
     def adopt(self, request: TaskRequest) -> Handle | None:
         """The container already made for ``request`` (same task id, same project), if any;
@@ -338,11 +241,10 @@ class DockerBackend(offload.Backend):
         return Health(ok=not missing, summary=summary, details=tuple(details))
 
     def close(self) -> None:
+        self._closed = True
         self.watch.close()
-        with self._removals_lock:
-            pending, self._removals = self._removals, []
-        for thread in pending:
-            thread.join(timeout=60)
+        if self._removals is not None:
+            self._removals.shutdown(wait=True)
         self.engines.close()
 
     # -- helpers ---------------------------------------------------------------------

@@ -26,6 +26,10 @@ class DockerSystemConfig:
     the engine (a hung engine then costs seconds, not the SDK's 60). ``allow_host_access``:
     ``false`` refuses run options that give a container the host (``--privileged``,
     ``-v /:/host``, ``--pid=host``...); ``true`` runs them, with a warning.
+    ``start_concurrency``: containers created and started at once (the engine does much
+    of that work in parallel; more than a few per core only queues inside it).
+    ``reconcile_interval``: seconds between two lists of the running containers that
+    catch what the engine's event stream may have missed.
     """
 
     host: str = ""
@@ -34,6 +38,8 @@ class DockerSystemConfig:
     images: tuple[str, ...] = ()
     api_timeout: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
     allow_host_access: bool = True
+    start_concurrency: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    reconcile_interval: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
 
 
 @attrs.frozen

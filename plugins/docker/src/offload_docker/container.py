@@ -117,19 +117,35 @@ def _gpu_requests(settings: TaskSettings, gpu: int | None) -> list[docker.types.
 
 
 def create(api: Any, request: TaskRequest, settings: TaskSettings, system: DockerSystemConfig, image: str, submission: str, remote: bool) -> str:
-    """Create (not start) the container; returns its id."""
+    """Create (not start) the container; returns its id.
+
+    The name holds the submission, so a second create for the same submission (a driver
+    killed while its create was on the way, and the next one starting the task again)
+    meets the first container: that one is used, and the task still runs once.
+    """
+    import docker.errors
+
     host_config = api.create_host_config(**host_config_args(request, settings, system, remote))
-    created = api.create_container(
-        image=image,
-        command=list(request.argv),
-        working_dir=settings.run.working_dir or request.work_path,
-        environment=environment(request, settings),
-        user=settings.run.user,
-        labels=labels_for(request, submission),
-        name=container_name(request.task_id, submission),
-        host_config=host_config,
-        detach=True,
-    )
+    name = container_name(request.task_id, submission)
+    try:
+        created = api.create_container(
+            image=image,
+            command=list(request.argv),
+            working_dir=settings.run.working_dir or request.work_path,
+            environment=environment(request, settings),
+            user=settings.run.user,
+            labels=labels_for(request, submission),
+            name=name,
+            host_config=host_config,
+            detach=True,
+        )
+    except docker.errors.APIError as e:
+        if e.status_code != 409:
+            raise
+        existing = api.inspect_container(name)
+        if (existing.get("Config") or {}).get("Labels", {}).get(SUBMISSION) != submission:
+            raise
+        return str(existing["Id"])
     return str(created["Id"])
 
 

@@ -7,8 +7,10 @@ container polled gets a :class:`Follower`: one ``follow`` request from the handl
 cursor, read frame by frame by a daemon thread into a buffer of at most
 :data:`BUFFER_BYTES`; when the buffer is full the thread stops reading, and the engine
 waits. The engine ends the reply when the container has stopped and its log was sent
-to the end: that is when the follower is ``drained``, and only then does the task
-count as finished.
+to the end; the follower's thread then asks the engine how the container ended (and
+reads what the reply may have left out), so the poll finds the end ready, for many
+containers at once: that is when the follower is ``drained``, and only then does the
+task count as finished.
 
 The follower's reads have no time limit (a quiet task sends nothing for hours); the
 poll's own calls do, so a hung engine stalls only this thread.
@@ -16,12 +18,15 @@ poll's own calls do, so a hung engine stalls only this thread.
 
 from __future__ import annotations
 
+import _thread
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from offload_docker.engine import socket_of
 from offload_docker.logs import Assembler, LogCursor, frames, split_payload
+from offload_docker.stopping import RUNNING_STATES
 
 if TYPE_CHECKING:
     import socket
@@ -47,10 +52,10 @@ class Follower:
         cursor: LogCursor,
         connect_timeout: float | None,
         on_activity: Callable[[], None],
-        follow: bool = True,
+        settle: Callable[[], dict[str, Any] | None] | None = None,
     ) -> None:
         self.api = api
-        self.follow = follow
+        self.settle = settle
         self.container_id = container_id
         self.delivered = cursor
         self.connect_timeout = connect_timeout
@@ -66,16 +71,20 @@ class Follower:
         #: Why the engine will not give this container's log (its logging driver keeps none).
         self.unreadable: str | None = None
         self.closed = False
+        #: What ``settle`` said once the follow reply ended (``None``: not asked, or it failed).
+        self.final: dict[str, Any] | None = None
+        self.final_at = 0.0
+        #: ``time.monotonic()`` when the engine last sent something (or the follower was made).
+        self.last_read = time.monotonic()
         self._socket: socket.socket | None = None
-        self._thread = threading.Thread(target=self._run, name=f"offload-docker-log-{container_id[:12]}", daemon=True)
 
     def start(self) -> None:
-        """Start reading (separate from making it, so the owner can record it first)."""
-        self._thread.start()
+        """Start reading (separate from making it, so the owner can record it first).
 
-    def read(self) -> None:
-        """Read the whole reply in the caller's thread (for ``follow=False``: the log as it is now)."""
-        self._run()
+        A bare thread: ``threading.Thread.start`` waits until the new thread runs, which on
+        a busy machine held the poll loop up ~10 ms per container started. It is a daemon
+        as these are: ``close`` ends its read."""
+        _thread.start_new_thread(self._run, ())
 
     # -- the poll's side -------------------------------------------------------------
 
@@ -123,18 +132,17 @@ class Follower:
         finally:
             self.on_activity()
 
-    def _open(self) -> requests.Response | None:
+    def _open(self, follow: bool, since: str | None) -> requests.Response | None:
         import docker.errors
         import requests.exceptions
 
         params: dict[str, Any] = {"stdout": 1, "stderr": 1, "timestamps": 1}
-        if self.follow:
+        if follow:
             params["follow"] = 1
-        since = self.delivered.since()
         if since is not None:
             params["since"] = since
         url = f"{self.api.base_url}/v{self.api.api_version}/containers/{self.container_id}/logs"
-        read_timeout = None if self.follow else self.connect_timeout
+        read_timeout = None if follow else self.connect_timeout
         response: requests.Response = self.api.get(url, params=params, stream=True, timeout=(self.connect_timeout, read_timeout))
         if response.status_code == 404:  # removed meanwhile: the poll finds out from the engine
             response.close()
@@ -147,10 +155,15 @@ class Follower:
         return response
 
     def _follow(self) -> None:
+        """Follow the log to the end of the reply; then, in this thread (so the ends of
+        many containers are settled at once, not one after the other by the poll), ask
+        ``settle`` about the container and, once it has stopped, read what the reply may
+        have left out: the engine can end a follow reply without the last message when it
+        has no newline (moby #43860), and a plain read from the cursor brings it back."""
         import docker.errors
 
         try:
-            response = self._open()
+            response = self._open(True, self.delivered.since())
         except docker.errors.APIError as e:
             self.unreadable = str(e.explanation or e)
             self._end(f"[offload: the engine does not give this container's log: {self.unreadable}]")
@@ -158,20 +171,45 @@ class Follower:
         if response is None:
             self._end(None)
             return
+        if not self._read(response):
+            return
+        if self.settle is not None:
+            self.final_at = time.monotonic()
+            try:
+                self.final = self.settle()
+            except Exception:  # noqa: BLE001 - the poll asks again, and reports what fails
+                self.final = None
+            state = (self.final or {}).get("State") or {}
+            if self.final is not None and state.get("Status") not in RUNNING_STATES:
+                with self._cond:  # read again from the cursor, with a fresh count of frames
+                    cursor = self._assembler.cursor()
+                    self._assembler = Assembler(cursor)
+                try:
+                    rest = self._open(False, cursor.since())
+                except docker.errors.APIError:
+                    rest = None  # best effort: what came stands
+                if rest is not None and not self._read(rest):
+                    return
+        if not self._stopped():
+            self._end(None)
+
+    def _read(self, response: requests.Response) -> bool:
+        """Feed the reply's frames to the lines; ``False`` when closed meanwhile."""
         self._socket = socket_of(response)
         if self._stopped():
             response.close()
-            return
+            return False
         buffer = bytearray()
         last_ns = {1: 0, 2: 0}
         try:
             for chunk in body(response):
+                self.last_read = time.monotonic()
                 buffer += chunk
                 with self._cond:
                     while self._buffered >= BUFFER_BYTES and not self._stopped():
                         self._cond.wait()
                     if self._stopped():
-                        return
+                        return False
                     was_empty = not self._lines
                     before = len(self._lines)
                     for stream, payload in frames(buffer):
@@ -186,8 +224,7 @@ class Follower:
                     self.on_activity()
         finally:
             response.close()
-        if not self._stopped():
-            self._end(None)
+        return not self._stopped()
 
     def _stopped(self) -> bool:
         """``closed``, read afresh: another thread sets it (a method, so no check narrows it)."""

@@ -131,15 +131,56 @@ def build_tag(spec: offload.ImageSpec, hook: Any) -> tuple[str, str]:
     return dockerfile, offload.image_tag(spec, dockerfile)
 
 
-def ready_image(api: Any, settings: TaskSettings, hook: Any) -> str | None:
+def ready_image(api: Any, settings: TaskSettings, hook: Any, is_present: Callable[[Any, str], bool] = present) -> str | None:
     """The image to run when nothing needs pulling or building (one cheap lookup), else ``None``."""
     spec = settings.spec
     if spec.needs_build:
         tag = build_tag(spec, hook)[1]
-        return tag if present(api, tag) else None
+        return tag if is_present(api, tag) else None
     if settings.pull_always:
         return None
-    return spec.image if present(api, spec.image) else None
+    return spec.image if is_present(api, spec.image) else None
+
+
+_known: dict[tuple[str, str], str] = {}
+_lookups: dict[tuple[str, str], threading.Lock] = {}
+_known_guard = threading.Lock()
+
+
+def known_stop_signal(api: Any, address: str, ref: str) -> str | None:
+    """``ref``'s stop signal (``""`` when it sets none) if the image is on the engine at
+    ``address``, else ``None``.
+
+    An image found is remembered for the rest of the process, so the tasks after the
+    first cost no lookup; a create that finds it gone (removed outside offload) calls
+    :func:`forget_image`, and that task prepares it again.
+    """
+    import docker.errors
+
+    key = (address, ref)
+    with _known_guard:
+        found = _known.get(key)
+        lookup = _lookups.setdefault(key, threading.Lock())
+    if found is not None:
+        return found
+    with lookup:  # the workers that start the first tasks together look it up once
+        with _known_guard:
+            found = _known.get(key)
+        if found is not None:
+            return found
+        try:
+            info = api.inspect_image(ref)
+        except docker.errors.NotFound:
+            return None
+        signal = str((info.get("Config") or {}).get("StopSignal") or "")
+        with _known_guard:
+            _known[key] = signal
+        return signal
+
+
+def forget_image(address: str, ref: str) -> None:
+    with _known_guard:
+        _known.pop((address, ref), None)
 
 
 def pull(api: Any, ref: str, log: Log) -> None:

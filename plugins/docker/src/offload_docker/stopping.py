@@ -73,16 +73,18 @@ def cancel(api: Any, errors: Errors, handle: Handle, container_id: str, grace: f
             markers.remove(handle.io_path, name)  # it stopped by itself: its real result stands
 
 
-def enforce(api: Any, errors: Errors, handle: Handle, stop_grace: float) -> None:
+def enforce(api: Any, errors: Errors, handle: Handle, stop_grace: float, look_for_cancel: bool = True) -> None:
     """Kill a container past its cancel's deadline; stop one past its timeout.
 
     Called by ``poll`` for a container that still runs. Works from the handle and the
     markers alone, so a driver that restarts enforces both, without asking the engine.
+    ``look_for_cancel=False`` skips reading the cancel marker (the poll reads it for each
+    container at most every second, unless it knows of a cancel).
     """
     container_id = str(handle.state["container"])
     now = time.time()
     name = outcome.marker(handle, markers.CANCELLED)
-    cancelled = markers.read(handle.io_path, name)
+    cancelled = markers.read(handle.io_path, name) if look_for_cancel else None
     if cancelled is not None and not cancelled.get("killed") and now >= float(cancelled.get("deadline", now)):
         with errors("killing the container after its grace period"):
             _signal(api, container_id, "SIGKILL")
