@@ -78,6 +78,8 @@ def test_a_local_run_loads_every_plugin_but_no_backend_library(one_task: Path, e
     assert {"offload_local.plugin", "offload_docker.plugin", "offload_ecs.plugin"} <= set(plugins)
     assert [p for p in plugins if p not in modules] == []  # the test means something only if they all loaded
     assert heavy(modules) == []
+    # the parts of a backend that run its tasks are loaded when a task reaches it
+    assert [m for m in ("offload_docker.watching", "offload_docker.starting", "offload_docker.events") if m in modules] == []
     # offload reads the entry points itself: importlib.metadata (the email package...) is not needed
     assert "importlib.metadata" not in modules
 
@@ -89,6 +91,16 @@ def test_version_loads_no_plugin(tmp_path: Path) -> None:
     assert [m for m in modules if m.startswith("offload_")] == []
     assert heavy(modules) == []
     assert "offload.executor.plugins" not in modules
+
+
+def test_a_command_builds_only_its_own_arguments(one_task: Path) -> None:
+    # building every command's arguments cost a run ~10 ms: those of the history commands
+    # (their modules) are not loaded by "run"
+    done, modules = offload(one_task, "run", "one.dig")
+    assert done.returncode == 0, done.stderr
+    assert [m for m in modules if m.startswith("offload.workflow.cli_")] == []
+    done, _ = offload(one_task, "--help")
+    assert done.returncode == 0 and all(name in done.stdout for name in ("run", "explain", "runs", "status", "logs", "report", "gc"))
 
 
 #: Config errors found by the plugins' own parsing, as before: said at once, exit status 2.

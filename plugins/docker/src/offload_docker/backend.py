@@ -20,6 +20,7 @@ methods that use them.
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import uuid
@@ -28,16 +29,17 @@ from typing import TYPE_CHECKING, Any
 
 import offload
 from offload import BackendError, ConfigError, Handle, Health, Problem, Result, Status, TaskRequest, TaskState
-from offload_docker import markers, outcome, resume, stopping
+from offload_docker import markers
 from offload_docker.config import DockerSystemConfig, DockerTaskConfig, TaskSettings, parse_settings
-from offload_docker.container import PROJECT, SUBMISSION, TASK_ID, copy_io_out
 from offload_docker.engine import Engines, is_remote
-from offload_docker.starting import FAILED, PREPARING, STARTED, Starts
-from offload_docker.stopping import RUNNING_STATES
-from offload_docker.watching import ContainerWatch
+from offload_docker.phases import FAILED, PREPARING, STARTED
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
+
+    from offload_docker.engine import Engines as QuickEngines
+    from offload_docker.starting import Starts
+    from offload_docker.watching import ContainerWatch
 
 
 class DockerBackend(offload.Backend):
@@ -52,11 +54,26 @@ class DockerBackend(offload.Backend):
         super().__init__(config, context)
         self.config: DockerSystemConfig
         self.engines = Engines(self.config.host)
-        self.watch = ContainerWatch(self.config, self.engines)
-        self.quick = self.watch.quick
-        self.starts = Starts(self.config, self.context.hook, self.watch.activity.set, self._find, self._reparse)
         self._removals: ThreadPoolExecutor | None = None  # made on the first removal
         self._closed = False
+
+    # The parts that watch and start containers, made on first use: a run whose tasks
+    # never reach Docker neither imports nor builds them (every run considers this backend).
+    @functools.cached_property
+    def watch(self) -> ContainerWatch:
+        from offload_docker.watching import ContainerWatch
+
+        return ContainerWatch(self.config, self.engines)
+
+    @property
+    def quick(self) -> QuickEngines:
+        return self.watch.quick
+
+    @functools.cached_property
+    def starts(self) -> Starts:
+        from offload_docker.starting import Starts
+
+        return Starts(self.config, self.context.hook, self.watch.activity.set, self._find, self._reparse)
 
     # -- choosing --------------------------------------------------------------------
 
@@ -103,6 +120,8 @@ class DockerBackend(offload.Backend):
         return [self._poll_one(handle) for handle in handles]
 
     def _poll_one(self, handle: Handle) -> Status:
+        from offload_docker import outcome
+
         phase = handle.state.get("phase")
         if phase == FAILED:
             found = outcome.preparation_failed(handle)
@@ -124,6 +143,10 @@ class DockerBackend(offload.Backend):
 
     def collect(self, handle: Handle) -> Result:
         import docker.errors
+
+        from offload_docker import outcome
+        from offload_docker.container import copy_io_out
+        from offload_docker.stopping import RUNNING_STATES
 
         found = outcome.saved(handle)
         if found is not None:
@@ -174,6 +197,8 @@ class DockerBackend(offload.Backend):
 
     def cancel(self, handle: Handle, grace: float = 10.0) -> None:
         """Send the stop signal and return; ``poll`` kills the container after ``grace``."""
+        from offload_docker import stopping
+
         container_id = handle.state.get("container") or self.starts.cancel(handle, grace)
         if container_id is not None:
             self.watch.cancelled(str(container_id))
@@ -182,6 +207,9 @@ class DockerBackend(offload.Backend):
     def adopt(self, request: TaskRequest) -> Handle | None:
         """The container already made for ``request`` (same task id, same project), if any;
         one left created but never started is started now."""
+        from offload_docker import outcome, resume
+        from offload_docker.container import PROJECT, SUBMISSION, TASK_ID
+
         settings = self._settings(request)
         address = self.engines.address(settings.engine)
         api = self.quick.client(address, request.task_id).api
@@ -242,7 +270,8 @@ class DockerBackend(offload.Backend):
 
     def close(self) -> None:
         self._closed = True
-        self.watch.close()
+        if "watch" in self.__dict__:  # made only when a task reached Docker
+            self.watch.close()
         if self._removals is not None:
             self._removals.shutdown(wait=True)
         self.engines.close()
@@ -251,6 +280,8 @@ class DockerBackend(offload.Backend):
 
     def _find(self, handle: Handle) -> str | None:
         """The container of this submission, found by its label (after a driver restart)."""
+        from offload_docker.container import SUBMISSION
+
         api = self.watch.api(handle)
         with self.watch.errors(handle)("looking for the container"):
             found = api.containers(all=True, filters={"label": f"{SUBMISSION}={handle.state['submission']}"})

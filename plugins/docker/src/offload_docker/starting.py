@@ -23,11 +23,11 @@ from offload_docker import markers, outcome, resume, stopping
 from offload_docker.config import DockerSystemConfig, TaskSettings
 from offload_docker.container import launch
 from offload_docker.engine import Engines, is_remote
+from offload_docker.phases import FAILED, STARTED
 
 if TYPE_CHECKING:
     from offload_docker import jobs
 
-PREPARING, STARTED, FAILED = "preparing", "started", "failed"
 
 
 @attrs.frozen
