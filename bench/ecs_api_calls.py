@@ -36,9 +36,10 @@ from ecs_harness.world import CLUSTER, World  # noqa: E402
 from moto.moto_api import state_manager  # noqa: E402
 
 import offload  # noqa: E402
-from offload_ecs import schedule, taskdefs, tracking  # noqa: E402
+from offload_ecs import logs, schedule, taskdefs, tracking  # noqa: E402
 from offload_ecs.aws import Aws  # noqa: E402
-from offload_ecs.config import EcsConfig, parse_ecs_config  # noqa: E402
+from offload_ecs.config import EcsConfig  # noqa: E402
+from offload_ecs.taskconfig import EcsTaskSettings  # noqa: E402
 
 CALLS: Counter[str] = Counter()
 
@@ -94,9 +95,9 @@ def bench_resolution(world: World, config: EcsConfig, n: int) -> None:
         aws = CountingAws(config)
         taskdefs.clear_cache()
         t0 = time.perf_counter()
-        found, ours = calls_of(lambda target=target, aws=aws: taskdefs.resolve(aws, {"docker": {"image": target}}, ("bench",)).arn)
+        found, ours = calls_of(lambda target=target, aws=aws: taskdefs.resolve(aws, EcsTaskSettings(image=target), ("bench",)).arn)
         ours_s = time.perf_counter() - t0
-        _, cached = calls_of(lambda target=target, aws=aws: taskdefs.resolve(aws, {"docker": {"image": target}}, ("bench",)).arn)
+        _, cached = calls_of(lambda target=target, aws=aws: taskdefs.resolve(aws, EcsTaskSettings(image=target), ("bench",)).arn)
         t0 = time.perf_counter()
         theirs_arn, theirs = calls_of(lambda target=target: digdag_resolve(ecs, target))
         theirs_s = time.perf_counter() - t0
@@ -107,7 +108,7 @@ def bench_resolution(world: World, config: EcsConfig, n: int) -> None:
         )
 
 
-def bench_polling(world: World, config: EcsConfig, n: int, cycles: int, interval: float) -> None:
+def bench_polling(world: World, config: EcsConfig, storage: offload.Storage, n: int, cycles: int, interval: float) -> None:
     state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**12})
     arn = world.register(f"bench-idle-{uuid.uuid4().hex[:6]}", tag_key=None)
     network = {"awsvpcConfiguration": {"subnets": [world.subnet], "securityGroups": [world.security_group]}}
@@ -134,12 +135,12 @@ def bench_polling(world: World, config: EcsConfig, n: int, cycles: int, interval
                 "log_group": "/offload/test",
                 "log_region": None,
                 "log_stream": f"offload/main/{a.rsplit('/', 1)[-1]}",
-                "log_token": None,
             },
         )
         for i, a in enumerate(arns)
     ]
     aws = CountingAws(config)
+    reader = logs.Reader()  # the backend keeps one between polls
     cpu = time.thread_time()
     aws.client("ecs"), aws.client("logs")  # in a run, submit has made them before the first poll
     clients_cpu = time.thread_time() - cpu
@@ -152,7 +153,7 @@ def bench_polling(world: World, config: EcsConfig, n: int, cycles: int, interval
         CALLS.clear()
         cpu = time.thread_time()
         wall = time.perf_counter()
-        statuses = tracking.poll(aws, config, handles, set())
+        statuses = tracking.poll(aws, storage, config, handles, set(), reader)
         cpu = time.thread_time() - cpu
         wall = time.perf_counter() - wall
         polled = time.time()
@@ -163,10 +164,10 @@ def bench_polling(world: World, config: EcsConfig, n: int, cycles: int, interval
             if at is not None and float(at) > seen[h.task_id]:
                 gap = max(gap, float(at) - seen[h.task_id])
                 seen[h.task_id] = float(at)
-        rows.append((cycle, CALLS["DescribeTasks"], CALLS["GetLogEvents"], cpu, wall))
+        rows.append((cycle, CALLS["DescribeTasks"], CALLS["FilterLogEvents"], cpu, wall))
         time.sleep(interval)
     for cycle, describes, log_reads, cpu, wall in rows:
-        print(f"    cycle {cycle}: describe_tasks {describes}, get_log_events {log_reads}, CPU {cpu * 1000:.1f} ms, wall {wall * 1000:.0f} ms")
+        print(f"    cycle {cycle}: describe_tasks {describes}, filter_log_events {log_reads}, CPU {cpu * 1000:.1f} ms, wall {wall * 1000:.0f} ms")
     gap = max([gap] + [polled - at for at in seen.values()])  # not described since, at the last cycle
     cpu_max = max(r[3] for r in rows)
     cpu_avg = sum(r[3] for r in rows) / len(rows)
@@ -202,10 +203,10 @@ def main() -> None:
     server.start()
     try:
         world = World(server)
-        config, problems = parse_ecs_config(world.section(), "bench")
-        assert config is not None, problems
-        bench_resolution(world, config, args.definitions)
-        bench_polling(world, config, args.tasks, args.cycles, args.interval)
+        with offload.Executor(world.config()) as executor:
+            backend: Any = executor.backends.get("ecs")
+            bench_resolution(world, backend.config, args.definitions)
+            bench_polling(world, backend.config, backend.storage, args.tasks, args.cycles, args.interval)
     finally:
         server.stop()
 

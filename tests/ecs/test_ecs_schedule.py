@@ -1,4 +1,4 @@
-"""The describe / log-read schedule: quiet tasks are staggered, one poll's work is bounded,
+"""The describe schedule: quiet tasks are staggered, one poll's work is bounded,
 recently changed tasks come first, and no running task goes undescribed past the bound."""
 
 from __future__ import annotations
@@ -78,13 +78,3 @@ def test_urgent_and_recently_changed_tasks_come_before_quiet_ones() -> None:
     assert picked[2:4] == [20, 10]
     assert len(picked) == 2 + schedule.MIN_DUE_DESCRIBES  # the floor, above the budget of 50
     assert 600 not in picked
-
-
-def test_log_reads_prefer_streams_that_wrote_and_are_capped() -> None:
-    now = 100.0
-    states = [{"log_stream": f"s{i}", "log_due": now - 50 + i, "log_quiet": 3} for i in range(30)]
-    states[25]["log_quiet"] = 0  # wrote last time
-    states[26]["log_due"] = now + 1  # not due
-    states.append({"log_stream": None})
-    picked = schedule.pick_log_reads(enumerate(states), now, limit=5)
-    assert picked == {25, 0, 1, 2, 3}

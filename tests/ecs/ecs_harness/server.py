@@ -2,10 +2,11 @@
 answers with faults on request: throttling, ``run_task`` failures, expired credentials,
 S3 errors for one object (the container's download of its project, its upload).
 
-Two things ECS does and moto does not are played here too: RunTask's ``clientToken``
-(moto ignores it: see :class:`Tokens`), and a way for a test to hold an answer after
-moto has acted on the request (:meth:`Faults.hold`), so that a driver can be killed
-at the exact point where AWS has started a task and the driver does not know it yet."""
+Things AWS does and moto does not are played here too: RunTask's ``clientToken``
+(moto ignores it: see :class:`Tokens`), FilterLogEvents' answers (see
+:mod:`ecs_harness.filterlogs`), and a way for a test to hold an answer after moto has
+acted on the request (:meth:`Faults.hold`), so that a driver can be killed at the exact
+point where AWS has started a task and the driver does not know it yet."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from typing import Any
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
+
+from ecs_harness.filterlogs import FilterLogEventsAsCloudWatch
 
 _KEY = re.compile(r"Credential=([^/,\s]+)/")
 
@@ -263,10 +266,12 @@ class MotoServer(ThreadedMotoServer):
         super().__init__(ip_address="127.0.0.1", port=0, verbose=False)
         self.faults = Faults()
         self.tokens: Tokens | None = None
+        self.filter_logs: FilterLogEventsAsCloudWatch | None = None
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     def _server_entry(self) -> None:
-        self.tokens = Tokens(FaultyApp(DomainDispatcherApplication(create_backend_app), self.faults))
+        self.filter_logs = FilterLogEventsAsCloudWatch(DomainDispatcherApplication(create_backend_app))
+        self.tokens = Tokens(FaultyApp(self.filter_logs, self.faults))
         app = self.tokens
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()

@@ -8,13 +8,16 @@ methods that use them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from offload import Backend, BackendContext, BackendError, Handle, Health, Problem, Result, Status, Storage, TaskRequest
 from offload_ecs import leftovers, taskconfig
 from offload_ecs.aws import Aws
 from offload_ecs.config import EcsConfig, parse_ecs_config
 from offload_ecs.taskconfig import EcsTaskSettings
+
+if TYPE_CHECKING:
+    from offload_ecs.logs import Reader
 
 
 class EcsBackend(Backend):
@@ -34,6 +37,7 @@ class EcsBackend(Backend):
         self.config: EcsConfig
         self.aws = Aws(self.config)
         self._cancelled: set[str] = set()
+        self._logs: Reader | None = None  # made by the first poll; it keeps the log queries' progress
 
     @classmethod
     def parse_config(cls, data: Mapping[str, Any], where: str, context: BackendContext | None = None) -> tuple[Any, list[Problem]]:
@@ -79,11 +83,13 @@ class EcsBackend(Backend):
         return adoption.adopt(self.aws, self.config, request, self._settings(request), self._scope())
 
     def poll(self, handles: Sequence[Handle]) -> list[Status]:
-        from offload_ecs import tracking
+        from offload_ecs import logs, tracking
 
         if not handles:
             return []
-        return tracking.poll(self.aws, self.storage, self.config, handles, self._cancelled)
+        if self._logs is None:
+            self._logs = logs.Reader()
+        return tracking.poll(self.aws, self.storage, self.config, handles, self._cancelled, self._logs)
 
     def collect(self, handle: Handle) -> Result:
         from offload_ecs import finish

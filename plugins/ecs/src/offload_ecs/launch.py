@@ -152,7 +152,6 @@ def initial_state(aws: Aws, config: EcsConfig, td: TaskDefinition, request: Task
         "log_prefix": td.log_prefix,
         "log_region": td.log_region,
         "log_stream": None,
-        "log_token": None,
         "input_key": base + "project.tar.gz",
         "output_key": base + "io.tar.gz",
         "env_key": None,

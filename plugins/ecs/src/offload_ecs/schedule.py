@@ -1,5 +1,5 @@
-"""When to describe a task and read its log: a due-time schedule that staggers quiet tasks
-and bounds the work of one poll.
+"""When to describe a task: a due-time schedule that staggers quiet tasks and bounds the
+work of one poll (logs are read in bulk, see :mod:`.logs`).
 
 A task that shows no change waits longer and longer before it is looked at again
 (``FIRST_WAIT``, twice that, ... up to ``MAX_WAIT``). Its due time does not fall at
@@ -11,9 +11,7 @@ so each poll describes about ``tasks x poll interval / wait`` of them.
 One poll describes every task that must be (stopping, cancelled, timed out, end-of-log
 marker seen, or not described for ``MAX_WAIT`` seconds: the latency bound), and of the
 others that are due at most ``DESCRIBES_PER_POLL`` (never fewer than one batch), the
-most recently changed first. Log reads are capped the same way (``LOG_READS_PER_POLL``):
-the streams of stopping tasks always, then those that wrote last time, then the
-longest-waiting.
+most recently changed first.
 """
 
 from __future__ import annotations
@@ -31,8 +29,6 @@ DESCRIBES_PER_POLL = 250
 #: However many tasks must be described, this many of the due ones are too, so recently
 #: changed tasks are never starved by a large number of quiet ones.
 MIN_DUE_DESCRIBES = 100
-#: Log streams of running tasks read per poll at most (stopping tasks' streams are always read).
-LOG_READS_PER_POLL = 8
 
 
 def phase(key: str) -> float:
@@ -101,18 +97,3 @@ def pick_describes(
         due.sort()
         del due[room:]
     return must + [index for _, _, index in due]
-
-
-def pick_log_reads(states: Iterable[tuple[int, Mapping[str, Any]]], now: float, limit: int = LOG_READS_PER_POLL) -> set[int]:
-    """The indexes of the running tasks whose log stream is read in this poll: those due,
-    the ones that wrote last time first, then the longest-waiting, ``limit`` at most."""
-    waiting: list[tuple[bool, float, int]] = []
-    for index, state in states:
-        if state.get("log_stream"):
-            when = float(state.get("log_due") or 0.0)
-            if when <= now:
-                waiting.append((int(state.get("log_quiet") or 0) > 0, when, index))
-    if len(waiting) > limit:
-        waiting.sort()
-        del waiting[limit:]
-    return {index for _, _, index in waiting}

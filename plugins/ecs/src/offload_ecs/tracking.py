@@ -1,4 +1,5 @@
-"""Polling: one ``describe_tasks`` per 100 tasks for every task of the run, logs, timeouts.
+"""Polling: one ``describe_tasks`` per 100 tasks for every task of the run, one log query
+per log group for all of them (:mod:`.logs`), timeouts.
 
 A STOPPED task is reported finished once its end-of-log marker has been read (or,
 failing that, after ``stopped_log_wait`` seconds), so its log is never cut short
@@ -119,7 +120,7 @@ def _urgent(state: Mapping[str, Any], now: float, cancelled: set[str]) -> bool:
 
 
 def _running(
-    aws: Aws, config: EcsConfig, handle: Handle, state: dict[str, Any], lines: list[str], task: dict[str, Any] | None, now: float, read_logs: bool
+    aws: Aws, config: EcsConfig, handle: Handle, state: dict[str, Any], lines: list[str], task: dict[str, Any] | None, now: float, log: logs.Update | None
 ) -> Status:
     """A started task that has not stopped (or was not described in this poll)."""
     if task is not None:
@@ -132,23 +133,21 @@ def _running(
             changed = True
             lines.append(f"offload: {reason[len('offload: ') :]}: stopping the task")
         schedule.after_describe(state, now, changed)
-    if read_logs:  # a marker seen makes the task urgent: described at the next poll
-        new, changes = logs.read(aws, state, now)
-        lines.extend(new)
-        state.update(changes)
+    if log is not None:  # a marker seen makes the task urgent: described at the next poll
+        lines.extend(log[0])
+        state.update(log[1])
     return Status(live_state({"lastStatus": state.get("last_status")}), logs=lines, handle=_with(handle, state))
 
 
-def _stopped(aws: Aws, config: EcsConfig, handle: Handle, state: dict[str, Any], lines: list[str], task: dict[str, Any], now: float) -> Status:
+def _stopped(config: EcsConfig, handle: Handle, state: dict[str, Any], lines: list[str], task: dict[str, Any], now: float, log: logs.Update | None) -> Status:
     """A STOPPED task: read its log to the end-of-log marker (or a bounded wait), then its outcome."""
     state["last_status"] = "STOPPED"
     if state.get("stopped_seen_at") is None:
         state["stopped_seen_at"] = now
     has_log = bool(state.get("log_stream")) and started(task)
-    if has_log and not state.get("marker_seen"):
-        new, changes = logs.read(aws, state, now)
-        lines.extend(new)
-        state.update(changes)
+    if log is not None:
+        lines.extend(log[0])
+        state.update(log[1])
     waited = now - float(state["stopped_seen_at"])
     wait = config.settings.stopped_log_wait
     if has_log and not state.get("marker_seen"):
@@ -168,10 +167,10 @@ def _one(
     missing: dict[str, str],
     now: float,
     cancelled: set[str],
-    read_logs: bool,
+    log: logs.Update | None,
 ) -> Status:
     arn = handle.state.get("task_arn")
-    if arn and not read_logs and arn not in found and arn not in missing and not _settled(handle.state):
+    if arn and log is None and arn not in found and arn not in missing and not _settled(handle.state):
         # Neither described nor read in this poll: the same handle, so nothing is copied or journaled.
         return Status(live_state({"lastStatus": handle.state.get("last_status")}), handle=handle)
     state = dict(handle.state)
@@ -188,8 +187,8 @@ def _one(
         reason = f"ECS no longer knows task {arn} ({missing.get(arn, 'MISSING')})"
         return Status(TaskState.LOST, reason=reason, logs=lines, handle=_with(handle, state))
     if task is not None and task.get("lastStatus") == "STOPPED":
-        return _stopped(aws, config, handle, state, lines, task, now)
-    return _running(aws, config, handle, state, lines, task, now, read_logs)
+        return _stopped(config, handle, state, lines, task, now, log)
+    return _running(aws, config, handle, state, lines, task, now, log)
 
 
 def _settled(state: Mapping[str, Any]) -> bool:
@@ -197,16 +196,28 @@ def _settled(state: Mapping[str, Any]) -> bool:
     return bool(state.get("notes") or state.get("final_error") or state.get("final_state"))
 
 
-def poll(aws: Aws, storage: Storage, config: EcsConfig, handles: Sequence[Handle], cancelled: set[str]) -> list[Status]:
+def _reads_log(state: Mapping[str, Any], task: Mapping[str, Any] | None) -> bool:
+    """Whether the task's log is followed: it has started and not stopped, or it has stopped
+    and its end-of-log marker has not been read yet."""
+    if not state.get("log_stream"):
+        return False
+    status = task.get("lastStatus") if task is not None else state.get("last_status")
+    if status in LOGGING:
+        return True
+    return status == "STOPPED" and task is not None and started(task) and not state.get("marker_seen")
+
+
+def poll(aws: Aws, storage: Storage, config: EcsConfig, handles: Sequence[Handle], cancelled: set[str], reader: logs.Reader | None = None) -> list[Status]:
     """The status of each handle, in order.
 
     Tasks are described in batches of 100, on the schedule of :mod:`.schedule`: a task
     that is stopping, timed out or cancelled at every poll; one that has changed soon
     again; one that has not, less and less often, staggered, and at least every
     ``schedule.MAX_WAIT`` seconds; at most ``schedule.DESCRIBES_PER_POLL`` beyond those
-    that must be. Log streams of running tasks are read when due, a capped number per poll.
+    that must be. The logs of all running tasks (and of stopped ones until their
+    end-of-log marker) are read by ``reader`` in one query per log group.
     """
-    now = time.time()
+    now, began = time.time(), time.monotonic()
     states = [h.state for h in handles]
     picked = schedule.pick_describes(enumerate(states), now, lambda state: _urgent(state, now, cancelled))
     wanted = [handles[i] for i in picked]
@@ -215,12 +226,6 @@ def poll(aws: Aws, storage: Storage, config: EcsConfig, handles: Sequence[Handle
         arn = handle.state["task_arn"]
         if arn not in found and arn not in missing:
             missing[arn] = "MISSING"
-    logging = []
-    for index, state in enumerate(states):
-        arn = state.get("task_arn")
-        if arn:
-            task = found.get(arn)
-            if (task.get("lastStatus") if task is not None else state.get("last_status")) in LOGGING:
-                logging.append((index, state))
-    readers = schedule.pick_log_reads(logging, now)
-    return [_one(aws, storage, config, h, found, missing, now, cancelled, i in readers) for i, h in enumerate(handles)]
+    following = [(i, s) for i, s in enumerate(states) if s.get("task_arn") and s["task_arn"] not in missing and _reads_log(s, found.get(s["task_arn"]))]
+    updates = (reader or logs.Reader()).read(aws, following, began)
+    return [_one(aws, storage, config, h, found, missing, now, cancelled, updates.get(i)) for i, h in enumerate(handles)]
