@@ -36,6 +36,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import rounds
+
 import offload
 from offload import Handle
 from offload.executor.polling import AdaptiveInterval
@@ -44,17 +46,6 @@ from offload.testing import make_request
 IMAGE = os.environ.get("OFFLOAD_TEST_IMAGE", "offload-test-base:bookworm")
 TARGET_WALL = 5.0
 
-#: ``offload run flow.dig`` in this interpreter, writing its own CPU time to $BENCH_CPU when it exits.
-DRIVER = """\
-import atexit, os, resource, runpy, sys
-def _report():
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    with open(os.environ["BENCH_CPU"], "w") as f:
-        f.write(repr(ru.ru_utime + ru.ru_stime))
-atexit.register(_report)
-sys.argv = ["offload", "run", "flow.dig"]
-runpy.run_module("offload.workflow.cli", run_name="__main__", alter_sys=True)
-"""
 
 Sample = tuple[float, float]  # wall, CPU
 
@@ -158,7 +149,7 @@ def workflow(root: Path, n: int, seconds: float) -> Sample:
     report = project / "cpu.txt"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("OFFLOAD_")}, "BENCH_CPU": str(report)}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", DRIVER], cwd=project, env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", rounds.DRIVER], cwd=project, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"offload run failed ({done.returncode}):\n{done.stdout}{done.stderr}")

@@ -33,7 +33,6 @@ import boto3  # noqa: E402
 from botocore.client import BaseClient  # noqa: E402
 from ecs_harness.server import MotoServer  # noqa: E402
 from ecs_harness.world import CLUSTER, World  # noqa: E402
-from moto.moto_api import state_manager  # noqa: E402
 
 import offload  # noqa: E402
 from offload_ecs import logs, schedule, taskdefs, tracking  # noqa: E402
@@ -109,13 +108,7 @@ def bench_resolution(world: World, config: EcsConfig, n: int) -> None:
 
 
 def bench_polling(world: World, config: EcsConfig, storage: offload.Storage, n: int, cycles: int, interval: float) -> None:
-    state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**12})
-    arn = world.register(f"bench-idle-{uuid.uuid4().hex[:6]}", tag_key=None)
-    network = {"awsvpcConfiguration": {"subnets": [world.subnet], "securityGroups": [world.security_group]}}
-    arns: list[str] = []
-    while len(arns) < n:
-        response = world.ecs.run_task(cluster=CLUSTER, taskDefinition=arn, launchType="FARGATE", count=min(10, n - len(arns)), networkConfiguration=network)
-        arns.extend(t["taskArn"] for t in response["tasks"])
+    arns = world.run_idle_tasks(n, f"bench-idle-{uuid.uuid4().hex[:6]}")
     for a in arns:  # quiet tasks: their streams exist and hold nothing new
         world.logs.create_log_stream(logGroupName="/offload/test", logStreamName=f"offload/main/{a.rsplit('/', 1)[-1]}")
     now = time.time()

@@ -47,7 +47,6 @@ os.environ.update(AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=os.devnull, 
 from botocore.client import BaseClient  # noqa: E402
 from ecs_harness.server import MotoServer  # noqa: E402
 from ecs_harness.world import CLUSTER, LOG_GROUP, World  # noqa: E402
-from moto.moto_api import state_manager  # noqa: E402
 
 import offload  # noqa: E402
 from offload.remote import find_marker  # noqa: E402
@@ -142,20 +141,6 @@ def old_cycle(aws: Aws, states: list[dict[str, Any]]) -> list[str]:
 
 
 # -- the setting ----------------------------------------------------------------------------------
-def start_tasks(world: World, n: int) -> list[str]:
-    state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**12})
-    arn = world.register(f"bench-logs-{uuid.uuid4().hex[:6]}", tag_key=None)
-    network = {"awsvpcConfiguration": {"subnets": [world.subnet], "securityGroups": [world.security_group]}}
-    arns: list[str] = []
-    while len(arns) < n:
-        response = world.ecs.run_task(cluster=CLUSTER, taskDefinition=arn, launchType="FARGATE", count=min(10, n - len(arns)), networkConfiguration=network)
-        arns.extend(t["taskArn"] for t in response["tasks"])
-    for tasks in world.agent.backend.tasks.values():  # moto's ECS backend: RUNNING, as the test agent marks them
-        for task in tasks.values():
-            task.last_status = "RUNNING"
-    return arns
-
-
 def put(world: World, stream: str, message: str) -> None:
     world.logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=[{"timestamp": int(time.time() * 1000), "message": message}])
 
@@ -218,7 +203,7 @@ def main() -> None:
 
 def run(world: World, backend: Any, args: argparse.Namespace) -> None:
     config, storage = backend.config, backend.storage
-    arns = start_tasks(world, args.tasks)
+    arns = world.run_idle_tasks(args.tasks, f"bench-logs-{uuid.uuid4().hex[:6]}")
     ours = [f"offload/main/{a.rsplit('/', 1)[-1]}" for a in arns]
     foreign = [f"offload/main/{uuid.uuid4().hex}" for _ in range(args.foreign)]
     for stream in ours + foreign:  # every task has written its first line

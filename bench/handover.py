@@ -56,19 +56,6 @@ def py_flow(n: int) -> str:
     return "_export:\n  n: 0\n" + "".join(f"+s{i}:\n  py>: steps.step\n" for i in range(n))
 
 
-#: ``offload run flow.dig`` in this interpreter, writing its own CPU time to $BENCH_CPU when it exits.
-DRIVER = """\
-import atexit, os, resource, runpy, sys
-def _report():
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    with open(os.environ["BENCH_CPU"], "w") as f:
-        f.write(repr(ru.ru_utime + ru.ru_stime))
-atexit.register(_report)
-sys.argv = ["offload", "run", "flow.dig"]
-runpy.run_module("offload.workflow.cli", run_name="__main__", alter_sys=True)
-"""
-
-
 def offload_run(root: Path, env: dict[str, str], flow: str, steps: bool, cpu: list[float]) -> Callable[[], float]:
     """Wall of one ``offload run`` in a fresh project; the driver's own CPU time goes to ``cpu``."""
 
@@ -79,7 +66,7 @@ def offload_run(root: Path, env: dict[str, str], flow: str, steps: bool, cpu: li
             (project / "steps.py").write_text(STEP_CODE)
         report = project / "cpu.txt"
         start = time.perf_counter()
-        argv = [sys.executable, "-c", DRIVER]
+        argv = [sys.executable, "-c", rounds.DRIVER]
         subprocess.run(argv, cwd=project, env={**env, "BENCH_CPU": str(report)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
         wall = time.perf_counter() - start
         cpu.append(float(report.read_text()))

@@ -22,3 +22,16 @@ def medians(cases: Mapping[str, Callable[[], float]], repeat: int, scratch: Path
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+#: ``offload run flow.dig`` in this interpreter, writing its own CPU time to $BENCH_CPU when it exits.
+DRIVER = """\
+import atexit, os, resource, runpy, sys
+def _report():
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    with open(os.environ["BENCH_CPU"], "w") as f:
+        f.write(repr(ru.ru_utime + ru.ru_stime))
+atexit.register(_report)
+sys.argv = ["offload", "run", "flow.dig"]
+runpy.run_module("offload.workflow.cli", run_name="__main__", alter_sys=True)
+"""

@@ -63,6 +63,23 @@ class World:
             params["tags"] = [{"key": tag_key, "value": image}]
         return str(self.ecs.register_task_definition(**params)["taskDefinition"]["taskDefinitionArn"])
 
+    def run_idle_tasks(self, n: int, image: str) -> list[str]:
+        """Start ``n`` Fargate tasks of a new definition for ``image`` that stay RUNNING
+        (moto moves them on only by hand; no container runs): for the benches. Their ARNs."""
+        from moto.moto_api import state_manager
+
+        state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**12})
+        arn = self.register(image, tag_key=None)
+        network = {"awsvpcConfiguration": {"subnets": [self.subnet], "securityGroups": [self.security_group]}}
+        arns: list[str] = []
+        while len(arns) < n:
+            response = self.ecs.run_task(cluster=CLUSTER, taskDefinition=arn, launchType="FARGATE", count=min(10, n - len(arns)), networkConfiguration=network)
+            arns.extend(t["taskArn"] for t in response["tasks"])
+        for tasks in self.agent.backend.tasks.values():  # moto's ECS backend: RUNNING, as the test agent marks them
+            for task in tasks.values():
+                task.last_status = "RUNNING"
+        return arns
+
     def section(self, **settings: Any) -> dict[str, Any]:
         """A ``command_executor.ecs`` section for this account; ``settings`` go under the cluster."""
         cluster: dict[str, Any] = {
